@@ -1,0 +1,51 @@
+"""tuneforge: fine-tune a pretrained language model on your task data from one recipe.
+
+    run = tuneforge.fine_tune("recipe.yaml")
+    predictor = tuneforge.load(run.directory)
+    predictor.predict(["great film", "dull plot"])
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from tuneforge.predict import Predictor
+    from tuneforge.recipe import Recipe
+    from tuneforge.run import Run
+
+__all__ = ["fine_tune", "load", "load_recipe", "__version__"]
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    from tuneforge.recipe import load_recipe as _load
+
+    return _load(path, overrides)
+
+
+def fine_tune(recipe: Recipe | dict[str, Any] | str | Path, *, overrides: list[str] | None = None,
+              resume: bool = False, callbacks: list[Any] | None = None) -> Run:
+    """Fine-tune from a `Recipe`, a dict shaped like the YAML, or a path to a recipe file."""
+    from tuneforge.recipe import Recipe, recipe_from_dict
+    from tuneforge.recipe import load_recipe as _load
+    from tuneforge.train.runner import fine_tune as _fine_tune
+
+    if isinstance(recipe, (str, Path)):
+        resolved = _load(recipe, overrides)
+    elif isinstance(recipe, dict):
+        resolved = recipe_from_dict(recipe, overrides)
+    elif isinstance(recipe, Recipe):
+        resolved = recipe_from_dict(recipe.model_dump(), overrides) if overrides else recipe
+    else:
+        raise TypeError("recipe must be a Recipe, a dict or a path to a YAML file")
+    return _fine_tune(resolved, resume=resume, callbacks=callbacks or [])
+
+
+def load(run_dir: str | Path, device: str = "auto") -> Predictor:
+    """A predictor rebuilt from a run directory alone."""
+    from tuneforge.predict import Predictor
+
+    return Predictor.from_run(run_dir, device)

@@ -1,0 +1,61 @@
+"""What several verbs share: quiet libraries, and flags turned into recipe overrides."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from tuneforge.errors import TuneforgeError
+from tuneforge.recipe import Recipe, load_recipe, recipe_from_dict
+from tuneforge.run import RunLayout
+
+# Command-line flags are shorthands for recipe fields, so the recipe stays the single source of truth.
+FLAG_FIELDS = {
+    "data": "data.train",
+    "validation": "data.validation",
+    "test": "data.test",
+    "text_column": "data.text_column",
+    "text_pair_column": "data.text_pair_column",
+    "label_column": "data.label_column",
+    "model": "model.name",
+    "task": "task",
+    "output": "output.dir",
+}
+
+
+def quiet_libraries() -> None:
+    """Library chatter (weight-load reports, per-map progress bars) buries what the user needs to see."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity_error()
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def flag_overrides(**flags: object) -> list[str]:
+    overrides = []
+    for flag, value in flags.items():
+        if value is None:
+            continue
+        if flag in ("data", "validation", "test", "output"):
+            value = str(Path(str(value)).expanduser().resolve())
+        overrides.append(f"{FLAG_FIELDS[flag]}={value}")
+    return overrides
+
+
+def build_recipe(recipe_path: Path | None, sets: list[str] | None, **flags: object) -> Recipe:
+    overrides = flag_overrides(**flags) + list(sets or [])
+    if recipe_path is not None:
+        return load_recipe(recipe_path, overrides)
+    return recipe_from_dict({}, overrides, source="command line")
+
+
+def recipe_for_resume(output: Path) -> Recipe:
+    layout = RunLayout(output)
+    if not layout.recipe.is_file():
+        raise TuneforgeError(f"{output} holds no run to resume (no recipe.yaml)",
+                             fix="pass the --output of the interrupted run, or the recipe file")
+    return load_recipe(layout.recipe)

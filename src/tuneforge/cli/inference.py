@@ -1,0 +1,88 @@
+"""`tuneforge evaluate` and `tuneforge predict`: use a finished run directory."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from tuneforge.cli.common import quiet_libraries
+from tuneforge.cli.display import console, show_metrics
+from tuneforge.errors import DataError, Problem
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def evaluate(
+        run_dir: Path = typer.Argument(..., exists=True, file_okay=False, help="A run directory."),
+        data: Path = typer.Option(..., "--data", help="Labelled file with the run's text and label columns."),
+        output: Path = typer.Option(None, help="Where to write the metrics JSON "
+                                               "(default: RUN_DIR/evaluations/<file>.json)."),
+        predictions: Path = typer.Option(None, help="Also write per-row predictions to this CSV."),
+        device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    ) -> None:
+        """Score a trained run on a labelled file; prints and writes the metrics."""
+        quiet_libraries()
+        from tuneforge import artifacts
+        from tuneforge.evaluate.scoring import score_file
+        from tuneforge.predict import Predictor
+        from tuneforge.predict_io import predictions_frame
+        from tuneforge.run import RunLayout
+
+        predictor = Predictor.from_run(run_dir, device)
+        metrics, rows = score_file(predictor, data)
+        target = output or RunLayout(run_dir).evaluations / f"{data.stem}.json"
+        artifacts.write_json(target, {"data": str(data.resolve()), **metrics})
+        show_metrics({"evaluation": metrics}, predictor.recipe.task, title=f"Evaluation on {data.name}")
+        if predictions is not None:
+            frame = predictions_frame([r["text"] for r in rows], rows, [r["true"] for r in rows])
+            artifacts.write_with(predictions, lambda path: frame.to_csv(path, index=False))
+        console.print(f"metrics written to {target}")
+
+    @app.command()
+    def predict(
+        run_dir: Path = typer.Argument(..., exists=True, file_okay=False, help="A run directory."),
+        data: Path = typer.Option(None, "--data", help="File with a text column; without it, texts are read "
+                                                       "from standard input, one per line."),
+        output: Path = typer.Option(None, help="CSV to write; without it, CSV goes to standard output."),
+        text_column: str = typer.Option(None, help="Text column in --data (default: the run's)."),
+        batch_size: int = typer.Option(64, min=1, help="Texts per batch."),
+        device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    ) -> None:
+        """Predict labels (with class probabilities) or scores for new texts."""
+        quiet_libraries()
+        from tuneforge import artifacts
+        from tuneforge.data import validation as checks
+        from tuneforge.data.loading import read_table
+        from tuneforge.predict import Predictor
+        from tuneforge.predict_io import predictions_frame
+
+        predictor = Predictor.from_run(run_dir, device)
+        spec = predictor.recipe.data
+        pairs = None
+        if data is not None:
+            table = read_table(data, "test")
+            column = text_column or spec.text_column
+            needed = [column] + ([spec.text_pair_column] if spec.text_pair_column else [])
+            problems = checks.check_columns(str(data), table.column_names, needed)
+            if problems:
+                raise DataError(problems)
+            texts = ["" if v is None else str(v) for v in table[column]]
+            if spec.text_pair_column:
+                pairs = table[spec.text_pair_column]
+        else:
+            if sys.stdin.isatty():
+                console.print("reading texts from standard input, one per line; end with Ctrl-D")
+            texts = [line.rstrip("\n") for line in sys.stdin if line.strip()]
+            if spec.text_pair_column:
+                raise DataError([Problem(where="standard input", message="this run takes text pairs",
+                                         fix=f"pass --data with columns {spec.text_column} and "
+                                             f"{spec.text_pair_column}")])
+        rows = predictor.predict(texts, pairs, batch_size=batch_size)
+        frame = predictions_frame(texts, rows)
+        if output is None:
+            frame.to_csv(sys.stdout, index=False)
+        else:
+            artifacts.write_with(output, lambda path: frame.to_csv(path, index=False))
+            console.print(f"{len(frame)} predictions written to {output}")

@@ -1,0 +1,74 @@
+"""`tuneforge` entry point: registers the verbs and turns tuneforge errors into messages and exit codes."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from tuneforge import __version__
+from tuneforge.cli import inference, models, recipes, training
+from tuneforge.cli.display import errors
+from tuneforge.errors import DataError, RecipeError, TuneforgeError
+
+app = typer.Typer(
+    name="tuneforge",
+    help="Fine-tune, evaluate and use pretrained language models from one recipe.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+for module in (training, inference, recipes, models):
+    module.register(app)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"tuneforge {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    """Fine-tune, evaluate and use pretrained language models from one recipe."""
+
+
+def report(error: TuneforgeError) -> int:
+    if isinstance(error, (RecipeError, DataError)):
+        from tuneforge.cli.display import show_problems
+
+        kind = "recipe" if isinstance(error, RecipeError) else "data"
+        errors.print(f"[red bold]error:[/red bold] the {kind} has {len(error.problems)} problem(s)")
+        show_problems(error.problems)
+    else:
+        errors.print(f"[red bold]error:[/red bold] {error.message}", highlight=False)
+        if error.fix:
+            errors.print(f"  fix: {error.fix}", highlight=False)
+    return error.exit_code
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        app(args=argv, standalone_mode=False)
+    except TuneforgeError as error:
+        return report(error)
+    except KeyboardInterrupt:
+        errors.print("[yellow]interrupted[/yellow]")
+        return 130
+    except typer.Exit as done:
+        return done.exit_code
+    except Exception as error:  # click usage errors carry their own exit code and message
+        import click
+
+        if isinstance(error, click.ClickException):
+            error.show()
+            return error.exit_code
+        if isinstance(error, click.exceptions.Abort):
+            return 130
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""`tuneforge init` and `tuneforge validate`: write a recipe, check a recipe and its data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from tuneforge.cli.common import build_recipe, quiet_libraries
+from tuneforge.cli.display import console, show_problems
+from tuneforge.recipe import commented_template
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def init(
+        task: str = typer.Option("classification", help="classification or regression."),
+        data: str = typer.Option(None, "--data", help="Training file to put in the recipe."),
+        model: str = typer.Option(None, help="Model to put in the recipe."),
+    ) -> None:
+        """Print a complete, commented recipe generated from the schema: `tuneforge init > recipe.yaml`."""
+        values = {}
+        if data:
+            values["data__train"] = data
+        if model:
+            values["model__name"] = model
+        typer.echo(commented_template(task, **values), nl=False)
+
+    @app.command()
+    def validate(
+        recipe: Path = typer.Argument(None, exists=True, dir_okay=False, help="Recipe YAML."),
+        sets: list[str] = typer.Option(None, "--set", help="Override a recipe field."),
+        data: Path = typer.Option(None, "--data", help="Training file (data.train)."),
+        validation: Path = typer.Option(None, help="Validation file."),
+        test: Path = typer.Option(None, help="Test file."),
+        text_column: str = typer.Option(None, help="Text column."),
+        label_column: str = typer.Option(None, help="Label column."),
+        task: str = typer.Option(None, help="classification or regression."),
+    ) -> None:
+        """Check the recipe and its data without training; lists every problem at once."""
+        quiet_libraries()
+        from tuneforge.data.prepare import load_and_check
+        from tuneforge.models.resolve import resolve_model
+
+        built = build_recipe(recipe, sets, data=data, validation=validation, test=test, text_column=text_column,
+                             label_column=label_column, task=task)
+        loaded, problems = load_and_check(built)
+        try:
+            resolved = resolve_model(built.model.name)
+        except Exception as error:  # a model problem is one more problem to list, not a crash
+            from tuneforge.errors import Problem
+
+            problems.append(Problem(where="model.name", message=str(getattr(error, "message", error)),
+                                    fix=getattr(error, "fix", "")))
+            resolved = None
+        show_problems(problems)
+        errors = [p for p in problems if p.severity == "error"]
+        if errors:
+            console.print(f"[red]{len(errors)} error(s)[/red], {len(problems) - len(errors)} warning(s)")
+            raise typer.Exit(1)
+        rows = ", ".join(f"{role} {len(ds)} rows" for role, (_, ds) in loaded.items())
+        where = f" ({resolved.source})" if resolved else ""
+        console.print(f"[green]recipe is valid[/green]: {built.task}, model {built.model.name}{where}; {rows}"
+                      f"{'; ' + str(len(problems)) + ' warning(s)' if problems else ''}")

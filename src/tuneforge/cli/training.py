@@ -1,0 +1,70 @@
+"""`tuneforge train` and `tuneforge demo`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from tuneforge.cli.common import build_recipe, quiet_libraries, recipe_for_resume
+from tuneforge.cli.display import RichProgressCallback, console, show_metrics, show_problems
+from tuneforge.data.prepare import load_and_check
+from tuneforge.demo import demo_recipe
+from tuneforge.recipe import Recipe
+from tuneforge.run import Run
+
+
+def _train(recipe: Recipe, resume: bool) -> Run:
+    from tuneforge.train.runner import fine_tune
+
+    quiet_libraries()
+    _, problems = load_and_check(recipe)
+    show_problems([p for p in problems if p.severity == "warning"])
+    metric, _ = recipe.early_stopping_metric()
+    console.print(f"[bold]model[/bold] {recipe.model.name}  [bold]task[/bold] {recipe.task}  "
+                  f"[bold]train[/bold] {recipe.data.train}")
+    run = fine_tune(recipe, resume=resume, callbacks=[RichProgressCallback(metric)])
+    show_metrics(run.metrics, recipe.task, title=f"Results ({recipe.model.name})")
+    training = run.metrics["training"]
+    console.print(f"trained {training['global_steps']} steps in {training['runtime_seconds']:.0f} s"
+                  f"{' (stopped early)' if training['stopped_early'] else ''}")
+    console.print(f"[green]run directory:[/green] {run.directory.resolve()}")
+    return run
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def train(
+        recipe: Path = typer.Argument(None, exists=True, dir_okay=False, help="Recipe YAML (optional)."),
+        sets: list[str] = typer.Option(None, "--set", help="Override a recipe field: --set train.epochs=5"),
+        data: Path = typer.Option(None, "--data", help="Training file (data.train)."),
+        validation: Path = typer.Option(None, help="Validation file (data.validation)."),
+        test: Path = typer.Option(None, help="Test file (data.test)."),
+        text_column: str = typer.Option(None, help="Text column (data.text_column)."),
+        text_pair_column: str = typer.Option(None, help="Second text column for pairs (data.text_pair_column)."),
+        label_column: str = typer.Option(None, help="Label column (data.label_column)."),
+        model: str = typer.Option(None, help="Model alias, folder or hub id (model.name)."),
+        task: str = typer.Option(None, help="classification or regression."),
+        output: Path = typer.Option(None, help="Run directory (output.dir)."),
+        resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its last checkpoint."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run in the output folder."),
+    ) -> None:
+        """Fine-tune a model from a recipe, or from flags alone."""
+        if recipe is None and resume and output is not None and data is None:
+            built = recipe_for_resume(output)
+        else:
+            built = build_recipe(recipe, sets, data=data, validation=validation, test=test, text_column=text_column,
+                                 text_pair_column=text_pair_column, label_column=label_column, model=model,
+                                 task=task, output=output)
+        if overwrite:
+            built.output.overwrite = True
+        _train(built, resume)
+
+    @app.command()
+    def demo(
+        output: Path = typer.Option(Path("runs/demo"), help="Run directory."),
+        sets: list[str] = typer.Option(None, "--set", help="Override a recipe field."),
+    ) -> None:
+        """Fine-tune the bundled model on the bundled sentiment data (NusaX English, CC BY-SA 4.0)."""
+        recipe = demo_recipe(output.resolve(), sets)
+        _train(recipe, resume=False)

@@ -1,0 +1,1 @@
+"""Loading, validating, splitting and balancing task data."""

@@ -1,0 +1,178 @@
+"""From the recipe's data section to validated, split, label-encoded datasets ready for tokenisation."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import datasets
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from tuneforge.data import validation as checks
+from tuneforge.data.loading import read_table
+from tuneforge.errors import DataError, Problem
+from tuneforge.recipe import Recipe
+
+LABEL_FIELD = "labels"  # the name Transformers models expect
+
+
+@dataclass
+class PreparedData:
+    train: datasets.Dataset
+    validation: datasets.Dataset | None
+    test: datasets.Dataset | None
+    labels: list[str] | None  # class names in id order; None for regression
+    warnings: list[Problem] = field(default_factory=list)
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def class_counts(self) -> dict[str, int]:
+        if self.labels is None:
+            return {}
+        counts = Counter(self.train[LABEL_FIELD])
+        return {name: counts.get(i, 0) for i, name in enumerate(self.labels)}
+
+
+def sort_labels(keys: set[str]) -> list[str]:
+    """Numeric labels in numeric order (0, 1, 2, 10), names alphabetically: stable across runs and files."""
+    def numeric(key: str) -> float | None:
+        try:
+            return float(key)
+        except ValueError:
+            return None
+    if all(numeric(k) is not None for k in keys):
+        return sorted(keys, key=lambda k: numeric(k))
+    return sorted(keys)
+
+
+class _EncodeLabels:
+    """Picklable (so `datasets` can fingerprint and cache it) label encoder."""
+
+    def __init__(self, column: str, label2id: dict[str, int] | None) -> None:
+        self.column = column
+        self.label2id = label2id
+
+    def __call__(self, batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        values = batch[self.column]
+        if self.label2id is None:
+            return {LABEL_FIELD: [float(v) for v in values]}
+        return {LABEL_FIELD: [self.label2id[checks.label_key(v)] for v in values]}
+
+
+def _carve(dataset: datasets.Dataset, fraction: float, stratify_by: list[Any] | None, seed: int
+           ) -> tuple[datasets.Dataset, datasets.Dataset]:
+    indices = np.arange(len(dataset))
+    can_stratify = stratify_by is not None and min(Counter(stratify_by).values()) >= 2
+    keep, held = train_test_split(
+        indices, test_size=fraction, random_state=seed, stratify=stratify_by if can_stratify else None
+    )
+    return dataset.select(sorted(keep)), dataset.select(sorted(held))
+
+
+def _oversample(dataset: datasets.Dataset, seed: int) -> datasets.Dataset:
+    labels = np.asarray(dataset[LABEL_FIELD])
+    rng = np.random.default_rng(seed)
+    target = max(Counter(labels.tolist()).values())
+    chosen = []
+    for label in np.unique(labels):
+        rows = np.flatnonzero(labels == label)
+        extra = rng.choice(rows, size=target - len(rows), replace=True) if len(rows) < target else []
+        chosen.extend(rows.tolist() + list(extra))
+    return dataset.select(sorted(int(i) for i in chosen))
+
+
+def load_and_check(recipe: Recipe) -> tuple[dict[str, tuple[str, datasets.Dataset]], list[Problem]]:
+    """Load every split named in the recipe and collect all problems; never raises for data content."""
+    spec = recipe.data
+    problems: list[Problem] = []
+    if not spec.train:
+        problems.append(Problem(where="data.train", message="no training file given",
+                                fix="set data.train in the recipe or pass --data FILE"))
+        return {}, problems
+
+    loaded: dict[str, tuple[str, datasets.Dataset]] = {}
+    for role in ("train", "validation", "test"):
+        path = getattr(spec, role)
+        if not path:
+            continue
+        try:
+            loaded[role] = (path, read_table(path, role, spec.cache_dir))
+        except DataError as error:
+            problems += error.problems
+
+    required = [spec.text_column, spec.label_column] + ([spec.text_pair_column] if spec.text_pair_column else [])
+    usable: dict[str, tuple[str, datasets.Dataset]] = {}
+    for role, (path, dataset) in loaded.items():
+        column_problems = checks.check_columns(path, dataset.column_names, required)
+        problems += column_problems
+        if not column_problems:
+            usable[role] = (path, dataset)
+
+    for path, dataset in usable.values():
+        problems += checks.check_texts(path, spec.text_column, dataset[spec.text_column])
+        if spec.text_pair_column:
+            problems += checks.check_texts(path, spec.text_pair_column, dataset[spec.text_pair_column])
+        labels = dataset[spec.label_column]
+        problems += checks.check_labels_present(path, spec.label_column, labels)
+        if recipe.task == "regression":
+            problems += checks.check_regression_targets(path, spec.label_column, labels)
+
+    if recipe.task == "classification" and "train" in usable:
+        path, train = usable["train"]
+        counts = Counter(checks.label_key(v) for v in train[spec.label_column] if not checks.is_blank(v))
+        problems += checks.check_class_counts(path, spec.label_column, counts, spec.min_examples_per_class)
+        for role in ("validation", "test"):
+            if role in usable:
+                other_path, other = usable[role]
+                problems += checks.check_unseen_labels(other_path, spec.label_column, other[spec.label_column],
+                                                       set(counts))
+
+    keys = {
+        role: (path, [checks.text_key(t, p) for t, p in zip(
+            dataset[spec.text_column],
+            dataset[spec.text_pair_column] if spec.text_pair_column else [None] * len(dataset),
+            strict=True)])
+        for role, (path, dataset) in usable.items()
+    }
+    for first, second in (("train", "validation"), ("train", "test"), ("validation", "test")):
+        if first in keys and second in keys:
+            problems += checks.check_overlap(keys[first], keys[second])
+    return usable, problems
+
+
+def prepare_data(recipe: Recipe) -> PreparedData:
+    """Validate, split and encode; raises `DataError` listing every error, returns warnings alongside."""
+    loaded, problems = load_and_check(recipe)
+    errors = [p for p in problems if p.severity == "error"]
+    if errors:
+        raise DataError(problems)
+    warnings = [p for p in problems if p.severity == "warning"]
+    spec = recipe.data
+
+    label_names: list[str] | None = None
+    label2id: dict[str, int] | None = None
+    if recipe.task == "classification":
+        train_values = loaded["train"][1][spec.label_column]
+        label_names = sort_labels({checks.label_key(v) for v in train_values})
+        label2id = {name: i for i, name in enumerate(label_names)}
+
+    encoder = _EncodeLabels(spec.label_column, label2id)
+    encoded = {role: ds.map(encoder, batched=True, desc=f"encoding {role} labels")
+               for role, (_, ds) in loaded.items()}
+
+    train = encoded["train"]
+    stratify = spec.stratify and recipe.task == "classification"
+    validation = encoded.get("validation")
+    test = encoded.get("test")
+    if test is None and spec.test_split > 0:
+        train, test = _carve(train, spec.test_split, train[LABEL_FIELD] if stratify else None, spec.split_seed)
+    if validation is None and spec.validation_split > 0:
+        train, validation = _carve(train, spec.validation_split, train[LABEL_FIELD] if stratify else None,
+                                   spec.split_seed)
+    if recipe.task == "classification" and recipe.imbalance.oversample:
+        train = _oversample(train, recipe.train.seed)
+
+    sources = {role: path for role, (path, _) in loaded.items()}
+    return PreparedData(train=train, validation=validation, test=test, labels=label_names, warnings=warnings,
+                        sources=sources)

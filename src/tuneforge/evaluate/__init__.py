@@ -1,0 +1,1 @@
+"""Scoring a trained run on labelled data."""

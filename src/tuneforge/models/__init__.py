@@ -1,0 +1,1 @@
+"""Model name resolution, loading with a task head, freezing, and the offline catalog."""

@@ -1,0 +1,79 @@
+"""Prediction from a run directory alone: what `tuneforge.load(run_dir)` returns."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from tuneforge.errors import TuneforgeError
+from tuneforge.models.loading import load_trained_model
+from tuneforge.recipe import Recipe
+from tuneforge.run import RunLayout, read_run_recipe
+from tuneforge.tasks import get_task
+
+
+def pick_device(preference: str = "auto") -> torch.device:
+    if preference == "cuda" or (preference == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise TuneforgeError("device 'cuda' was asked for but no GPU is visible",
+                                 fix="use --device cpu (or train.device: cpu), or check the CUDA driver")
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+class Predictor:
+    """A fine-tuned model with its tokenizer and task, ready to score texts."""
+
+    def __init__(self, model: Any, tokenizer: Any, recipe: Recipe, device: torch.device) -> None:
+        self.model = model.to(device).eval()
+        self.tokenizer = tokenizer
+        self.recipe = recipe
+        self.device = device
+        self.task = get_task(recipe.task)
+        id2label = getattr(model.config, "id2label", None) or {}
+        self.labels: list[str] | None = (
+            [id2label[i] for i in sorted(id2label)] if recipe.task == "classification" else None
+        )
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path, device: str = "auto") -> Predictor:
+        layout = RunLayout(Path(run_dir))
+        recipe = read_run_recipe(layout.root)
+        if not (layout.model / "config.json").is_file():
+            raise TuneforgeError(f"run '{run_dir}' has no trained model yet (no model/ folder)",
+                                 fix="finish training first; resume an interrupted run with `tuneforge train --resume`")
+        model, tokenizer = load_trained_model(str(layout.model))
+        return cls(model, tokenizer, recipe, pick_device(device))
+
+    @torch.inference_mode()
+    def logits(self, texts: Sequence[str], pairs: Sequence[str] | None = None, batch_size: int = 64) -> np.ndarray:
+        """Raw model outputs in input order; batches are sorted by length so little goes to padding."""
+        if isinstance(texts, str):
+            raise TypeError("predict takes a list of texts; wrap a single text in a list")
+        texts = [str(t) for t in texts]
+        if pairs is not None and len(pairs) != len(texts):
+            raise ValueError("pairs must have one entry per text")
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        outputs: list[np.ndarray] = [np.empty(0)] * len(texts)
+        max_length = self.recipe.train.max_length
+        for start in range(0, len(order), batch_size):
+            chunk = order[start:start + batch_size]
+            encoded = self.tokenizer(
+                [texts[i] for i in chunk],
+                [str(pairs[i]) for i in chunk] if pairs is not None else None,
+                truncation=True, max_length=max_length, padding=True, return_tensors="pt",
+            ).to(self.device)
+            logits = self.model(**encoded).logits.float().cpu().numpy()
+            for position, index in enumerate(chunk):
+                outputs[index] = logits[position]
+        width = self.model.config.num_labels
+        return np.stack(outputs) if outputs else np.zeros((0, width))
+
+    def predict(self, texts: Sequence[str], pairs: Sequence[str] | None = None, batch_size: int = 64
+                ) -> list[dict[str, Any]]:
+        """One dict per text: `label`, `score` and `probabilities` (classification) or `score` (regression)."""
+        return self.task.decode(self.logits(texts, pairs, batch_size), self.labels)

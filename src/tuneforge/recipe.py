@@ -1,0 +1,364 @@
+"""The recipe: the one schema every entry point (YAML, CLI flags, Python) is validated against.
+
+Every field has a default and a description; `tuneforge init` and the `--set` overrides are generated from
+this module, so a new option appears everywhere by being added here once.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from tuneforge.errors import Problem, RecipeError
+
+TaskName = Literal["classification", "regression"]
+DEFAULT_MODEL = "minilm"
+
+
+class Section(BaseModel):
+    """Strict base: an unknown key is an error that names the closest known one."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelSpec(Section):
+    name: str = Field(
+        DEFAULT_MODEL,
+        description="Bundled alias (see `tuneforge models`), a local Transformers folder, or a hub id when online.",
+    )
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit) for hub ids.")
+    trust_remote_code: bool = Field(
+        False,
+        description="Run modelling code shipped with a hub model. Off by default: only enable it for code you trust.",
+    )
+
+
+class DataSpec(Section):
+    train: str | None = Field(
+        None, description="Training file: CSV, TSV, JSONL/JSON, Parquet, or a `datasets` save folder."
+    )
+    validation: str | None = Field(None, description="Validation file; carved from train when empty.")
+    test: str | None = Field(None, description="Test file; carved from train when empty and test_split > 0.")
+    text_column: str = Field("text", description="Column with the input text.")
+    text_pair_column: str | None = Field(None, description="Optional second text column (sentence pairs).")
+    label_column: str = Field("label", description="Column with the label (class name/id, or a number for regression).")
+    validation_split: float = Field(
+        0.1, ge=0.0, lt=1.0, description="Fraction of train held out for validation when no validation file is given."
+    )
+    test_split: float = Field(
+        0.0, ge=0.0, lt=1.0, description="Fraction of train held out for testing when no test file is given."
+    )
+    stratify: bool = Field(True, description="Keep class proportions in carved splits (classification).")
+    split_seed: int = Field(42, description="Seed of the split, so the same data always splits the same way.")
+    min_examples_per_class: int = Field(
+        2, ge=1, description="A class with fewer training examples than this is an error."
+    )
+    cache_dir: str | None = Field(
+        None, description="Cache for loaded and tokenized data (default: the datasets cache)."
+    )
+
+    @model_validator(mode="after")
+    def _splits_leave_training_data(self) -> DataSpec:
+        if self.validation_split + self.test_split >= 0.9:
+            raise ValueError("validation_split + test_split must leave at least 10% of the data for training")
+        return self
+
+
+class TrainSpec(Section):
+    learning_rate: float = Field(5e-5, gt=0, description="Peak learning rate of AdamW.")
+    batch_size: int = Field(16, ge=1, description="Examples per device per optimisation micro-step.")
+    eval_batch_size: int = Field(64, ge=1, description="Examples per device per evaluation step.")
+    epochs: float = Field(3.0, gt=0, description="Passes over the training data (ignored when max_steps > 0).")
+    max_steps: int = Field(0, ge=0, description="Stop after this many optimisation steps; 0 means use epochs.")
+    warmup_ratio: float = Field(0.06, ge=0, lt=1, description="Fraction of steps with linear learning-rate warm-up.")
+    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = Field(
+        "linear", description="Learning-rate schedule after warm-up."
+    )
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
+    max_grad_norm: float = Field(1.0, ge=0, description="Gradient clipping norm; 0 turns clipping off.")
+    gradient_accumulation_steps: int = Field(
+        1, ge=1, description="Micro-steps per optimiser step; the loss is normalised so it does not depend on it."
+    )
+    max_length: int = Field(128, ge=8, description="Longest input in tokens; longer texts are truncated.")
+    seed: int = Field(42, description="Seed for weights of new layers, shuffling and dropout.")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto: bf16 on GPUs that support it, fp16 on older GPUs, fp32 on CPU."
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto uses a GPU when one is visible.")
+    group_by_length: bool = Field(
+        True, description="Batch texts of similar length together so less compute goes to padding."
+    )
+    logging_steps: int = Field(10, ge=1, description="Log loss and learning rate every this many steps.")
+    save_checkpoints: bool = Field(True, description="Save a checkpoint per epoch so `--resume` can continue a run.")
+    save_total_limit: int = Field(2, ge=1, description="Checkpoints kept on disk (the best one is always kept).")
+    dataloader_workers: int = Field(0, ge=0, description="Worker processes loading batches.")
+
+
+class LossSpec(Section):
+    name: Literal["auto", "cross_entropy", "weighted_cross_entropy", "focal", "mse", "mae", "huber"] = Field(
+        "auto", description="auto: cross_entropy for classification, mse for regression."
+    )
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="Label smoothing for cross-entropy losses.")
+    focal_gamma: float = Field(2.0, ge=0, description="Focusing parameter of the focal loss.")
+    huber_delta: float = Field(1.0, gt=0, description="Where the Huber loss turns from quadratic to linear.")
+    class_weights: Literal["balanced"] | dict[str, float] | None = Field(
+        None,
+        description="Per-class loss weights: 'balanced' (inverse frequency) or {label: weight}. "
+        "weighted_cross_entropy uses 'balanced' when this is empty.",
+    )
+
+
+class FreezeSpec(Section):
+    embeddings: bool = Field(False, description="Freeze the embedding layer.")
+    layers: int = Field(0, ge=0, description="Freeze the first N transformer layers.")
+    all_but_head: bool = Field(False, description="Train only the task head (linear probing).")
+    gradual_unfreeze: bool = Field(
+        False,
+        description="Start with only the head trainable and unfreeze one more layer from the top at each epoch.",
+    )
+
+
+class EarlyStoppingSpec(Section):
+    enabled: bool = Field(True, description="Stop when the validation metric stops improving.")
+    metric: str = Field("auto", description="Metric to watch; auto: f1_macro (classification) or rmse (regression).")
+    mode: Literal["auto", "max", "min"] = Field("auto", description="Whether larger or smaller is better.")
+    patience: int = Field(2, ge=1, description="Evaluations without improvement before stopping.")
+    min_delta: float = Field(0.0, ge=0, description="Smallest change that counts as an improvement.")
+    restore_best: bool = Field(True, description="Keep the best checkpoint's weights rather than the last ones.")
+
+
+class ImbalanceSpec(Section):
+    class_weights: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Weight the loss by inverse class frequency: auto turns it on when the largest class is "
+        "at least `ratio_threshold` times the smallest.",
+    )
+    ratio_threshold: float = Field(1.5, ge=1, description="Imbalance ratio above which auto weighting starts.")
+    oversample: bool = Field(False, description="Repeat minority-class training rows until classes are even.")
+
+
+class OutputSpec(Section):
+    dir: str | None = Field(None, description="Run directory; default runs/<task>-<timestamp>.")
+    overwrite: bool = Field(False, description="Replace an existing finished run in `dir`.")
+    tensorboard: bool = Field(False, description="Also write TensorBoard logs (needs the tensorboard package).")
+
+
+class Recipe(Section):
+    """A complete, validated description of one fine-tuning run."""
+
+    task: TaskName = Field("classification", description="classification or regression.")
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    data: DataSpec = Field(default_factory=DataSpec)
+    train: TrainSpec = Field(default_factory=TrainSpec)
+    loss: LossSpec = Field(default_factory=LossSpec)
+    freeze: FreezeSpec = Field(default_factory=FreezeSpec)
+    early_stopping: EarlyStoppingSpec = Field(default_factory=EarlyStoppingSpec)
+    imbalance: ImbalanceSpec = Field(default_factory=ImbalanceSpec)
+    output: OutputSpec = Field(default_factory=OutputSpec)
+
+    @field_validator("task", mode="before")
+    @classmethod
+    def _normalise_task(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _loss_fits_task(self) -> Recipe:
+        regression_losses = {"mse", "mae", "huber"}
+        name = self.loss.name
+        if name == "auto":
+            return self
+        if self.task == "regression" and name not in regression_losses:
+            raise ValueError(f"loss.name '{name}' is a classification loss; regression takes mse, mae or huber")
+        if self.task == "classification" and name in regression_losses:
+            raise ValueError(
+                f"loss.name '{name}' is a regression loss; classification takes cross_entropy, "
+                "weighted_cross_entropy or focal"
+            )
+        return self
+
+    # --- derived settings, in one place so every consumer agrees ---------------------------------------
+    def loss_name(self) -> str:
+        if self.loss.name != "auto":
+            return self.loss.name
+        return "mse" if self.task == "regression" else "cross_entropy"
+
+    def early_stopping_metric(self) -> tuple[str, bool]:
+        """(metric name, greater_is_better)."""
+        metric = self.early_stopping.metric
+        if metric == "auto":
+            metric = "rmse" if self.task == "regression" else "f1_macro"
+        mode = self.early_stopping.mode
+        if mode == "auto":
+            lower_better = {"rmse", "mse", "mae", "loss"}
+            mode = "min" if metric in lower_better or metric.endswith("loss") else "max"
+        return metric, mode == "max"
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+# ------------------------------------------------------------------------------------------------------
+# Loading, overrides and error reporting
+# ------------------------------------------------------------------------------------------------------
+
+def _problems_from_validation(error: ValidationError, source: str) -> list[Problem]:
+    problems = []
+    for item in error.errors():
+        path = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        fix = ""
+        if item["type"] == "extra_forbidden":
+            fix = _suggest_field(item["loc"])
+        elif item["type"] == "literal_error":
+            fix = f"use one of {item.get('ctx', {}).get('expected', '')}"
+        msg = item["msg"].removeprefix("Value error, ")
+        problems.append(Problem(where=f"{source}: {path}", message=msg, fix=fix))
+    return problems
+
+
+def _section_model(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    model: type[BaseModel] = Recipe
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+            return None
+        model = field.annotation
+    return model
+
+
+def _suggest_field(loc: tuple[Any, ...]) -> str:
+    model = _section_model(loc)
+    if model is None:
+        return "remove this key"
+    close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1)
+    if close:
+        return f"did you mean '{close[0]}'?"
+    return f"remove it; known keys here: {', '.join(model.model_fields)}"
+
+
+def parse_override(assignment: str) -> tuple[list[str], Any]:
+    """`train.learning_rate=3e-5` -> (["train", "learning_rate"], 3e-05); the value is read as YAML."""
+    if "=" not in assignment:
+        raise RecipeError(
+            [Problem(where=f"--set {assignment}", message="an override needs KEY=VALUE",
+                     fix="e.g. --set train.epochs=5")]
+        )
+    key, raw = assignment.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return [part for part in key.strip().split(".") if part], value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
+    problems: list[Problem] = []
+    for assignment in overrides or []:
+        path, value = parse_override(assignment)
+        if not path:
+            problems.append(Problem(where=f"--set {assignment}", message="empty key", fix="e.g. --set train.epochs=5"))
+            continue
+        node = data
+        for part in path[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                problems.append(Problem(where=f"--set {assignment}", message=f"'{part}' is not a section"))
+                break
+            node = child
+        else:
+            node[path[-1]] = value
+    if problems:
+        raise RecipeError(problems)
+    return data
+
+
+def _resolve_data_paths(recipe: Recipe, base_dir: Path) -> Recipe:
+    """Relative data paths in a recipe file are relative to that file, as a reader of the YAML expects."""
+    for split in ("train", "validation", "test"):
+        value = getattr(recipe.data, split)
+        if value and not Path(value).is_absolute() and not value.startswith(("hf://", "http://", "https://")):
+            setattr(recipe.data, split, str((base_dir / value).resolve()))
+    return recipe
+
+
+def recipe_from_dict(
+    data: dict[str, Any], overrides: list[str] | None = None, source: str = "recipe", base_dir: Path | None = None
+) -> Recipe:
+    data = apply_overrides(dict(data or {}), overrides)
+    try:
+        recipe = Recipe.model_validate(data)
+    except ValidationError as error:
+        raise RecipeError(_problems_from_validation(error, source)) from None
+    return _resolve_data_paths(recipe, base_dir) if base_dir is not None else recipe
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(
+            [Problem(where=str(path), message="recipe file not found", fix="check the path, or write one with "
+                     "`tuneforge init > recipe.yaml`")]
+        )
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise RecipeError(
+            [Problem(where=where, message=f"not valid YAML ({getattr(error, 'problem', error)})",
+                     fix="check indentation and quoting on that line")]
+        ) from None
+    if not isinstance(data, dict):
+        raise RecipeError([Problem(where=str(path), message="a recipe must be a YAML mapping of sections",
+                                   fix="start from `tuneforge init`")])
+    return recipe_from_dict(data, overrides, source=str(path), base_dir=path.parent)
+
+
+# ------------------------------------------------------------------------------------------------------
+# The commented template behind `tuneforge init`
+# ------------------------------------------------------------------------------------------------------
+
+def _yaml_scalar(value: Any) -> str:
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+
+
+def _choices(annotation: Any) -> list[Any]:
+    if get_origin(annotation) is Literal:
+        return list(get_args(annotation))
+    choices: list[Any] = []
+    for arg in get_args(annotation):
+        choices += _choices(arg)
+    return choices
+
+
+def commented_template(task: str = "classification", **top: Any) -> str:
+    """A complete recipe with every field, its default and its help text as comments."""
+    recipe = recipe_from_dict({"task": task}, source="--task")
+    for dotted, value in top.items():
+        section, _, key = dotted.partition("__")
+        setattr(getattr(recipe, section), key, value)
+    lines = [
+        "# tuneforge recipe: every field with its default. Delete what you do not change.",
+        "# Check it with `tuneforge validate recipe.yaml`, run it with `tuneforge train recipe.yaml`.",
+    ]
+    for name, field in Recipe.model_fields.items():
+        value = getattr(recipe, name)
+        if isinstance(value, BaseModel):
+            lines.append("")
+            lines.append(f"{name}:")
+            for sub_name, sub_field in type(value).model_fields.items():
+                choices = _choices(sub_field.annotation)
+                note = sub_field.description or ""
+                if choices and len(choices) > 1:
+                    note += f" [{' | '.join(str(c) for c in choices)}]"
+                lines.append(f"  # {note}")
+                lines.append(f"  {sub_name}: {_yaml_scalar(getattr(value, sub_name))}")
+        else:
+            lines.append(f"# {field.description}")
+            lines.append(f"{name}: {_yaml_scalar(value)}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,104 @@
+"""The run directory: the contract between training, evaluation, prediction and later steps."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tuneforge.errors import TuneforgeError
+from tuneforge.recipe import Recipe, recipe_from_dict
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    root: Path
+
+    @property
+    def recipe(self) -> Path:
+        return self.root / "recipe.yaml"
+
+    @property
+    def model(self) -> Path:
+        return self.root / "model"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.json"
+
+    @property
+    def data_summary(self) -> Path:
+        return self.root / "data.json"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "logs.jsonl"
+
+    @property
+    def test_predictions(self) -> Path:
+        return self.root / "predictions_test.csv"
+
+    @property
+    def training_curve(self) -> Path:
+        return self.root / "training_curve.png"
+
+    @property
+    def confusion_matrix(self) -> Path:
+        return self.root / "confusion_matrix.png"
+
+    @property
+    def evaluations(self) -> Path:
+        return self.root / "evaluations"
+
+    def last_checkpoint(self) -> Path | None:
+        def step(path: Path) -> int:
+            try:
+                return int(path.name.rsplit("-", 1)[-1])
+            except ValueError:
+                return -1
+        found = [p for p in self.checkpoints.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
+        return max(found, key=step) if found else None
+
+    def is_finished(self) -> bool:
+        return self.metrics.is_file() and (self.model / "config.json").is_file()
+
+
+def read_run_recipe(root: Path) -> Recipe:
+    layout = RunLayout(root)
+    if not layout.recipe.is_file():
+        raise TuneforgeError(f"'{root}' is not a tuneforge run directory (no recipe.yaml)",
+                             fix="pass the folder that `tuneforge train` wrote (its --output)")
+    return recipe_from_dict(yaml.safe_load(layout.recipe.read_text(encoding="utf-8")), source=str(layout.recipe))
+
+
+@dataclass
+class Run:
+    """A finished run: where it is, what it was, how it scored."""
+
+    directory: Path
+    recipe: Recipe
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def layout(self) -> RunLayout:
+        return RunLayout(self.directory)
+
+    @classmethod
+    def open(cls, directory: str | Path) -> Run:
+        root = Path(directory)
+        layout = RunLayout(root)
+        recipe = read_run_recipe(root)
+        metrics = json.loads(layout.metrics.read_text(encoding="utf-8")) if layout.metrics.is_file() else {}
+        return cls(root, recipe, metrics)
+
+    def predictor(self) -> Any:
+        from tuneforge.predict import Predictor
+
+        return Predictor.from_run(self.directory)

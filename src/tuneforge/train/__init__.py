@@ -1,0 +1,1 @@
+"""Trainer assembly, losses and callbacks."""

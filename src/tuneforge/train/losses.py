@@ -1,0 +1,93 @@
+"""Task losses, normalised by the number of examples in the whole accumulated batch.
+
+The Trainer hands `num_items_in_batch` (examples across all gradient-accumulation micro-batches) to a
+`compute_loss_func`; dividing summed losses by it makes the update independent of how a batch is split,
+so changing `gradient_accumulation_steps` does not change the loss or the gradients.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from tuneforge.recipe import Recipe
+
+LossFunction = Callable[[Any, torch.Tensor, Any], torch.Tensor]
+
+
+def balanced_class_weights(counts: list[int]) -> list[float]:
+    """Inverse-frequency weights with mean 1 over examples (scikit-learn's 'balanced')."""
+    counts_array = np.asarray(counts, dtype=np.float64)
+    total, classes = counts_array.sum(), len(counts_array)
+    return (total / (classes * np.maximum(counts_array, 1))).tolist()
+
+
+def resolve_class_weights(recipe: Recipe, labels: list[str], counts: list[int]) -> list[float] | None:
+    """Explicit weights win; then weighted losses and the imbalance switch ask for balanced ones."""
+    weights = recipe.loss.class_weights
+    if isinstance(weights, dict):
+        return [float(weights.get(label, 1.0)) for label in labels]
+    wanted = weights == "balanced" or recipe.loss_name() == "weighted_cross_entropy"
+    switch = recipe.imbalance.class_weights
+    if switch == "on":
+        wanted = True
+    elif switch == "auto" and not recipe.imbalance.oversample and min(counts) > 0:
+        wanted = wanted or max(counts) / min(counts) >= recipe.imbalance.ratio_threshold
+    return balanced_class_weights(counts) if wanted else None
+
+
+def _normaliser(labels: torch.Tensor, num_items_in_batch: Any) -> torch.Tensor | float:
+    if num_items_in_batch is None:
+        return float(labels.shape[0])
+    return num_items_in_batch
+
+
+def build_loss(recipe: Recipe, class_weights: list[float] | None = None) -> LossFunction:
+    name = recipe.loss_name()
+    spec = recipe.loss
+    weight_list = class_weights
+
+    def logits_of(outputs: Any) -> torch.Tensor:
+        return outputs["logits"] if isinstance(outputs, dict) else outputs.logits
+
+    def weights_for(logits: torch.Tensor) -> torch.Tensor | None:
+        if weight_list is None:
+            return None
+        return torch.tensor(weight_list, dtype=torch.float32, device=logits.device)
+
+    def cross_entropy(outputs: Any, labels: torch.Tensor, num_items_in_batch: Any = None) -> torch.Tensor:
+        logits = logits_of(outputs).float()
+        summed = F.cross_entropy(logits, labels.long(), weight=weights_for(logits),
+                                 label_smoothing=spec.label_smoothing, reduction="sum")
+        return summed / _normaliser(labels, num_items_in_batch)
+
+    def focal(outputs: Any, labels: torch.Tensor, num_items_in_batch: Any = None) -> torch.Tensor:
+        logits = logits_of(outputs).float()
+        labels = labels.long()
+        log_p = F.log_softmax(logits, dim=-1).gather(1, labels.unsqueeze(1)).squeeze(1)
+        per_example = -((1.0 - log_p.exp()) ** spec.focal_gamma) * log_p
+        weights = weights_for(logits)
+        if weights is not None:
+            per_example = per_example * weights[labels]
+        return per_example.sum() / _normaliser(labels, num_items_in_batch)
+
+    def regression(outputs: Any, labels: torch.Tensor, num_items_in_batch: Any = None) -> torch.Tensor:
+        predicted = logits_of(outputs).float().reshape(-1)
+        target = labels.float().reshape(-1)
+        if name == "mse":
+            summed = F.mse_loss(predicted, target, reduction="sum")
+        elif name == "mae":
+            summed = F.l1_loss(predicted, target, reduction="sum")
+        else:
+            summed = F.huber_loss(predicted, target, delta=spec.huber_delta, reduction="sum")
+        return summed / _normaliser(labels, num_items_in_batch)
+
+    if name in ("cross_entropy", "weighted_cross_entropy"):
+        return cross_entropy
+    if name == "focal":
+        return focal
+    return regression

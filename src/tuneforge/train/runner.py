@@ -1,0 +1,293 @@
+"""One fine-tuning run, from a validated recipe to a finished run directory.
+
+The loop itself is the Transformers Trainer; this module only wires data, model, loss, freezing and
+callbacks together and writes every artifact into the run directory.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import (
+    DataCollatorWithPadding,
+    EarlyStoppingCallback,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+    set_seed,
+)
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+from tuneforge import artifacts
+from tuneforge.data.prepare import LABEL_FIELD, PreparedData, prepare_data
+from tuneforge.errors import TuneforgeError
+from tuneforge.models.freezing import apply_freezing, count_parameters
+from tuneforge.models.loading import load_sequence_model, load_tokenizer
+from tuneforge.models.resolve import resolve_model
+from tuneforge.predict import pick_device
+from tuneforge.recipe import Recipe
+from tuneforge.report import plots
+from tuneforge.run import Run, RunLayout
+from tuneforge.tasks import get_task
+from tuneforge.tasks.text import tokenize_dataset
+from tuneforge.train.callbacks import GradualUnfreezeCallback, JsonlLogCallback
+from tuneforge.train.losses import build_loss, resolve_class_weights
+
+
+class TrainingInterrupted(TuneforgeError):
+    exit_code = 130
+
+
+class TuneforgeTrainer(Trainer):
+    """Trainer whose optimiser also holds parameters that a gradual-unfreezing schedule opens later.
+
+    The stock Trainer builds its optimiser from the parameters trainable at the start only, so layers
+    unfrozen after epoch 1 would never be updated. Frozen parameters have no gradient, so AdamW skips them
+    until they open.
+    """
+
+    def __init__(self, *args: Any, optimise_all_parameters: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.optimise_all_parameters = optimise_all_parameters
+
+    def create_optimizer(self, model: Any = None) -> torch.optim.Optimizer:
+        if not self.optimise_all_parameters or self.optimizer is not None:
+            return super().create_optimizer(model)
+        target = model if model is not None else self.model
+        frozen = [p for p in target.parameters() if not p.requires_grad]
+        for parameter in frozen:
+            parameter.requires_grad = True
+        try:
+            return super().create_optimizer(model)
+        finally:
+            for parameter in frozen:
+                parameter.requires_grad = False
+
+
+def default_run_dir(recipe: Recipe) -> Path:
+    return Path("runs") / f"{recipe.task}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    if precision != "auto":
+        if precision in ("bf16", "fp16") and device.type != "cuda":
+            raise TuneforgeError(f"train.precision '{precision}' needs a GPU; this run is on the CPU",
+                                 fix="use train.precision: auto (fp32 on CPU) or run on a GPU")
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "fp32"
+
+
+def _prepare_run_dir(recipe: Recipe, resume: bool) -> tuple[RunLayout, Path | None]:
+    layout = RunLayout(Path(recipe.output.dir or default_run_dir(recipe)))
+    if resume:
+        checkpoint = layout.last_checkpoint()
+        if checkpoint is None:
+            raise TuneforgeError(f"there is no checkpoint to resume in {layout.checkpoints}",
+                                 fix="start the run again without --resume")
+        return layout, checkpoint
+    if layout.root.exists() and (layout.is_finished() or layout.last_checkpoint() is not None):
+        if not recipe.output.overwrite:
+            raise TuneforgeError(f"{layout.root} already holds a run",
+                                 fix="pass --resume to continue it, --overwrite to replace it, or choose another "
+                                     "--output")
+        shutil.rmtree(layout.root)
+    layout.root.mkdir(parents=True, exist_ok=True)
+    layout.log.unlink(missing_ok=True)
+    return layout, None
+
+
+def _scalar_metrics(task: Any, labels: list[str] | None):
+    def compute(prediction: Any) -> dict[str, float]:
+        metrics = task.compute_metrics(prediction.predictions, prediction.label_ids, labels)
+        return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and v is not None}
+    return compute
+
+
+def _training_arguments(recipe: Recipe, layout: RunLayout, device: torch.device, has_eval: bool,
+                        metric: str, greater_is_better: bool) -> TrainingArguments:
+    spec = recipe.train
+    precision = resolve_precision(spec.precision, device)
+    interval = "epoch" if has_eval else "no"
+    save = "epoch" if spec.save_checkpoints else "no"
+    early = recipe.early_stopping
+    return TrainingArguments(
+        output_dir=str(layout.checkpoints),
+        learning_rate=spec.learning_rate,
+        per_device_train_batch_size=spec.batch_size,
+        per_device_eval_batch_size=spec.eval_batch_size,
+        num_train_epochs=spec.epochs,
+        max_steps=spec.max_steps if spec.max_steps > 0 else -1,
+        warmup_steps=spec.warmup_ratio,
+        lr_scheduler_type=spec.lr_scheduler,
+        weight_decay=spec.weight_decay,
+        max_grad_norm=spec.max_grad_norm,
+        gradient_accumulation_steps=spec.gradient_accumulation_steps,
+        seed=spec.seed,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        use_cpu=device.type == "cpu",
+        eval_strategy=interval,
+        save_strategy=save if has_eval or save == "no" else "epoch",
+        save_total_limit=spec.save_total_limit,
+        logging_strategy="steps",
+        logging_steps=spec.logging_steps,
+        logging_first_step=True,
+        load_best_model_at_end=has_eval and early.restore_best and save != "no",
+        metric_for_best_model=metric if has_eval else None,
+        greater_is_better=greater_is_better if has_eval else None,
+        train_sampling_strategy="group_by_length" if spec.group_by_length else "random",
+        dataloader_num_workers=spec.dataloader_workers,
+        report_to=["tensorboard"] if recipe.output.tensorboard else "none",
+        disable_tqdm=True,
+        save_only_model=False,
+    )
+
+
+def _write_predictions(path: Path, texts: list[Any], truths: list[Any], rows: list[dict[str, Any]]) -> None:
+    from tuneforge.predict_io import predictions_frame
+
+    frame = predictions_frame(texts, rows, truths)
+    artifacts.write_with(path, lambda target: frame.to_csv(target, index=False))
+
+
+def fine_tune(recipe: Recipe, *, resume: bool = False, callbacks: Sequence[TrainerCallback] = ()) -> Run:
+    """Train, evaluate and write the run directory; returns the finished `Run`."""
+    recipe = recipe.model_copy(deep=True)
+    layout, checkpoint = _prepare_run_dir(recipe, resume)
+    recipe.output.dir = str(layout.root)
+    artifacts.write_text(layout.recipe, recipe.to_yaml())
+
+    set_seed(recipe.train.seed)
+    data = prepare_data(recipe)
+    task = get_task(recipe.task)
+    resolved = resolve_model(recipe.model.name)
+    tokenizer = load_tokenizer(recipe.model, resolved)
+    model = load_sequence_model(recipe.model, recipe.task, data.labels, resolved, tokenizer.pad_token_id)
+    apply_freezing(model, recipe.freeze)
+    total_parameters, trainable_parameters = count_parameters(model)
+
+    counts = list(data.class_counts().values())
+    class_weights = resolve_class_weights(recipe, data.labels, counts) if data.labels else None
+    spec = recipe.data
+    tokenized = {
+        role: tokenize_dataset(split, tokenizer, spec.text_column, spec.text_pair_column, recipe.train.max_length,
+                               desc=f"tokenizing {role}")
+        for role, split in (("train", data.train), ("validation", data.validation), ("test", data.test))
+        if split is not None
+    }
+    _write_data_summary(layout, recipe, data, class_weights)
+
+    device = pick_device(recipe.train.device)
+    has_eval = "validation" in tokenized
+    metric, greater_is_better = recipe.early_stopping_metric()
+    args = _training_arguments(recipe, layout, device, has_eval, metric, greater_is_better)
+    run_callbacks: list[TrainerCallback] = [JsonlLogCallback(layout.log)]
+    if has_eval and recipe.early_stopping.enabled:
+        run_callbacks.append(EarlyStoppingCallback(recipe.early_stopping.patience, recipe.early_stopping.min_delta))
+    if recipe.freeze.gradual_unfreeze:
+        run_callbacks.append(GradualUnfreezeCallback(model))
+    run_callbacks.extend(callbacks)
+
+    trainer = TuneforgeTrainer(
+        model=model,
+        args=args,
+        train_dataset=tokenized["train"],
+        eval_dataset=tokenized.get("validation"),
+        processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8 if device.type == "cuda" else None),
+        compute_metrics=_scalar_metrics(task, data.labels),
+        compute_loss_func=build_loss(recipe, class_weights),
+        callbacks=run_callbacks,
+        optimise_all_parameters=recipe.freeze.gradual_unfreeze,
+    )
+    for noisy in (ProgressCallback, PrinterCallback):  # core functions never print; the CLI shows progress
+        trainer.remove_callback(noisy)
+
+    started = time.time()
+    try:
+        result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    except KeyboardInterrupt:
+        if recipe.train.save_checkpoints and trainer.state.global_step > 0:
+            trainer._save_checkpoint(trainer.model, trial=None)  # exact-step checkpoint so nothing is lost
+        raise TrainingInterrupted(
+            f"training was interrupted at step {trainer.state.global_step}; "
+            f"checkpoints are in {layout.checkpoints}",
+            fix=f"resume with the same command plus --resume (output: {layout.root})",
+        ) from None
+
+    artifacts.write_directory(layout.model, lambda folder: trainer.save_model(str(folder)))
+
+    metrics: dict[str, Any] = {
+        "task": recipe.task,
+        "model": recipe.model.name,
+        "labels": data.labels,
+        "training": {
+            "runtime_seconds": round(time.time() - started, 2),
+            "train_samples_per_second": result.metrics.get("train_samples_per_second"),
+            "global_steps": trainer.state.global_step,
+            "epochs_completed": trainer.state.epoch,
+            "stopped_early": trainer.state.global_step < trainer.state.max_steps,
+            "best_checkpoint": trainer.state.best_model_checkpoint,
+            "best_metric": {metric: trainer.state.best_metric} if has_eval else None,
+            "parameters": total_parameters,
+            "trainable_parameters": trainer_trainable(trainer) or trainable_parameters,
+            "device": device.type,
+            "precision": resolve_precision(recipe.train.precision, device),
+            "train_examples": len(data.train),
+            "class_weights": dict(zip(data.labels, class_weights, strict=True)) if class_weights else None,
+        },
+    }
+    for role, split in (("validation", data.validation), ("test", data.test)):
+        if split is None:
+            continue
+        output = trainer.predict(tokenized[role], metric_key_prefix=role)
+        logits = np.asarray(output.predictions)
+        metrics[role] = task.compute_metrics(logits, np.asarray(split[LABEL_FIELD]), data.labels)
+        metrics[role]["examples"] = len(split)
+        metrics[role]["loss"] = output.metrics.get(f"{role}_loss")
+        if role == "test":
+            truths = split[spec.label_column]
+            _write_predictions(layout.test_predictions, split[spec.text_column], truths,
+                               task.decode(logits, data.labels))
+    artifacts.write_json(layout.metrics, metrics)
+    _write_plots(layout, trainer.state.log_history, metrics, metric, data.labels)
+    return Run(layout.root, recipe, metrics)
+
+
+def trainer_trainable(trainer: Trainer) -> int:
+    return sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+
+
+def _write_data_summary(layout: RunLayout, recipe: Recipe, data: PreparedData,
+                        class_weights: list[float] | None) -> None:
+    summary = {
+        "sources": data.sources,
+        "rows": {role: len(split) for role, split in (("train", data.train), ("validation", data.validation),
+                                                       ("test", data.test)) if split is not None},
+        "labels": data.labels,
+        "train_class_counts": data.class_counts() or None,
+        "class_weights": (dict(zip(data.labels, class_weights, strict=True))
+                          if class_weights and data.labels else None),
+        "warnings": [str(w) for w in data.warnings],
+    }
+    artifacts.write_json(layout.data_summary, summary)
+
+
+def _write_plots(layout: RunLayout, history: list[dict[str, Any]], metrics: dict[str, Any], metric: str,
+                 labels: list[str] | None) -> None:
+    plots.training_curve(history, metric, layout.training_curve)
+    if labels is None:
+        return
+    for role in ("test", "validation"):
+        if role in metrics:
+            matrix = metrics[role]["confusion_matrix"]["matrix"]
+            plots.confusion_matrix(matrix, labels, layout.confusion_matrix, f"Confusion matrix ({role})")
+            return
