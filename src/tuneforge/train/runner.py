@@ -56,6 +56,13 @@ class TuneforgeTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.optimise_all_parameters = optimise_all_parameters
 
+    def _get_eval_sampler(self, eval_dataset: Any) -> torch.utils.data.Sampler | None:
+        # With length grouping on, the stock Trainer also length-shuffles evaluation batches and returns
+        # predictions in that shuffled order; predictions must line up with the rows they belong to.
+        if self.args.world_size <= 1 and eval_dataset is not None:
+            return torch.utils.data.SequentialSampler(eval_dataset)
+        return super()._get_eval_sampler(eval_dataset)
+
     def create_optimizer(self, model: Any = None) -> torch.optim.Optimizer:
         if not self.optimise_all_parameters or self.optimizer is not None:
             return super().create_optimizer(model)
@@ -223,7 +230,7 @@ def fine_tune(recipe: Recipe, *, resume: bool = False, callbacks: Sequence[Train
             fix=f"resume with the same command plus --resume (output: {layout.root})",
         ) from None
 
-    artifacts.write_directory(layout.model, lambda folder: trainer.save_model(str(folder)))
+    artifacts.write_directory(layout.model, lambda folder: _save_model(trainer, tokenizer, folder))
 
     metrics: dict[str, Any] = {
         "task": recipe.task,
@@ -250,7 +257,11 @@ def fine_tune(recipe: Recipe, *, resume: bool = False, callbacks: Sequence[Train
             continue
         output = trainer.predict(tokenized[role], metric_key_prefix=role)
         logits = np.asarray(output.predictions)
-        metrics[role] = task.compute_metrics(logits, np.asarray(split[LABEL_FIELD]), data.labels)
+        truth = np.asarray(split[LABEL_FIELD])
+        if not np.array_equal(np.asarray(output.label_ids).reshape(truth.shape), truth):
+            raise TuneforgeError(f"predictions on the {role} split came back out of order",
+                                 fix="report this as a bug; run with train.group_by_length: false meanwhile")
+        metrics[role] = task.compute_metrics(logits, truth, data.labels)
         metrics[role]["examples"] = len(split)
         metrics[role]["loss"] = output.metrics.get(f"{role}_loss")
         if role == "test":
@@ -260,6 +271,13 @@ def fine_tune(recipe: Recipe, *, resume: bool = False, callbacks: Sequence[Train
     artifacts.write_json(layout.metrics, metrics)
     _write_plots(layout, trainer.state.log_history, metrics, metric, data.labels)
     return Run(layout.root, recipe, metrics)
+
+
+def _save_model(trainer: Trainer, tokenizer: Any, folder: Path) -> None:
+    """The Transformers layout (config, safetensors, tokenizer) and nothing pickled, so any tool can load it."""
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    model.save_pretrained(str(folder), safe_serialization=True)
+    tokenizer.save_pretrained(str(folder))
 
 
 def trainer_trainable(trainer: Trainer) -> int:

@@ -1,0 +1,123 @@
+"""Shared fixtures: a tiny BERT built locally (no hub) and small learnable datasets."""
+
+from __future__ import annotations
+
+import csv
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+# Nothing in the suite may reach a model hub; fail fast instead of waiting on the network.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+WORDS = {
+    "positive": ["good", "great", "excellent", "lovely", "happy", "wonderful", "tasty", "friendly"],
+    "negative": ["bad", "awful", "terrible", "rude", "sad", "horrible", "bland", "dirty"],
+    "neutral": ["table", "street", "monday", "paper", "window", "train", "number", "office"],
+}
+FILLER = ["the", "a", "food", "service", "was", "place", "and", "very", "it", "we", "really", "today"]
+
+
+def make_rows(count: int, seed: int, labels: tuple[str, ...] = ("negative", "neutral", "positive")) -> list[dict]:
+    """Texts whose label is given away by its words, so a tiny model can learn it in a few steps."""
+    rng = random.Random(seed)
+    rows = []
+    for index in range(count):
+        label = labels[index % len(labels)]
+        words = rng.sample(FILLER, 4) + rng.sample(WORDS[label], 2)
+        rng.shuffle(words)
+        rows.append({"text": " ".join(words), "label": label})
+    return rows
+
+
+def make_regression_rows(count: int, seed: int) -> list[dict]:
+    """The target counts positive minus negative words, so it is learnable from the text."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(count):
+        positives, negatives = rng.randint(0, 3), rng.randint(0, 3)
+        words = rng.sample(FILLER, 3) + rng.sample(WORDS["positive"], positives) + rng.sample(WORDS["negative"],
+                                                                                               negatives)
+        rng.shuffle(words)
+        rows.append({"text": " ".join(words), "score": float(positives - negatives)})
+    return rows
+
+
+def write_csv(path: Path, rows: list[dict], delimiter: str = ",") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]), delimiter=delimiter)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def build_tiny_bert(folder: Path, texts: list[str]) -> Path:
+    """A 2-layer BERT (hidden 32) and a WordPiece tokenizer trained on `texts`, saved like a hub model."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.decoder = decoders.WordPiece()
+    tokenizer.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=400, special_tokens=special))
+    cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
+    )
+    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]",
+                                   cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]",
+                                   model_max_length=128)
+    fast.save_pretrained(folder)
+    config = BertConfig(vocab_size=tokenizer.get_vocab_size(), hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128,
+                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, pad_token_id=0)
+    import torch
+
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    texts = [r["text"] for r in make_rows(300, seed=1)] + [r["text"] for r in make_regression_rows(100, seed=1)]
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"), texts)
+
+
+@pytest.fixture()
+def classification_files(tmp_path: Path) -> dict[str, Path]:
+    return {
+        "train": write_csv(tmp_path / "train.csv", make_rows(90, seed=2)),
+        "validation": write_csv(tmp_path / "val.csv", make_rows(30, seed=3)),
+        "test": write_csv(tmp_path / "test.csv", make_rows(30, seed=4)),
+    }
+
+
+@pytest.fixture()
+def regression_files(tmp_path: Path) -> dict[str, Path]:
+    return {
+        "train": write_csv(tmp_path / "train.csv", make_regression_rows(90, seed=2)),
+        "validation": write_csv(tmp_path / "val.csv", make_regression_rows(30, seed=3)),
+        "test": write_csv(tmp_path / "test.csv", make_regression_rows(30, seed=4)),
+    }
+
+
+def tiny_recipe(model: Path, files: dict[str, Path], output: Path, **sections: dict) -> dict:
+    """A recipe dict for quick CPU runs on the tiny model; `sections` override or add sections."""
+    recipe: dict = {
+        "model": {"name": str(model)},
+        "data": {role: str(path) for role, path in files.items()},
+        "train": {"epochs": 4, "batch_size": 8, "learning_rate": 1e-2, "logging_steps": 2, "max_length": 32,
+                  "warmup_ratio": 0.0},
+        "output": {"dir": str(output)},
+    }
+    for name, values in sections.items():
+        recipe[name] = {**recipe.get(name, {}), **values}
+    return recipe
