@@ -121,3 +121,16 @@ def tiny_recipe(model: Path, files: dict[str, Path], output: Path, **sections: d
     for name, values in sections.items():
         recipe[name] = {**recipe.get(name, {}), **values}
     return recipe
+
+
+@pytest.fixture()
+def data_recipe(tmp_path: Path):
+    """Build a validated Recipe around a data section, with the `datasets` cache kept inside tmp_path."""
+    from tuneforge.recipe import Recipe
+
+    def build(task: str = "classification", **data: object) -> Recipe:
+        data = {"cache_dir": str(tmp_path / "datasets-cache"),
+                **{key: str(value) if isinstance(value, Path) else value for key, value in data.items()}}
+        return Recipe.model_validate({"task": task, "data": data})
+
+    return build

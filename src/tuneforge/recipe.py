@@ -7,6 +7,7 @@ this module, so a new option appears everywhere by being added here once.
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
@@ -188,7 +189,7 @@ class Recipe(Section):
 
     def early_stopping_metric(self) -> tuple[str, bool]:
         """(metric name, greater_is_better)."""
-        metric = self.early_stopping.metric
+        metric = self.early_stopping.metric.removeprefix("eval_")
         if metric == "auto":
             metric = "rmse" if self.task == "regression" else "f1_macro"
         mode = self.early_stopping.mode
@@ -239,8 +240,15 @@ def _suggest_field(loc: tuple[Any, ...]) -> str:
     return f"remove it; known keys here: {', '.join(model.model_fields)}"
 
 
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
 def parse_override(assignment: str) -> tuple[list[str], Any]:
-    """`train.learning_rate=3e-5` -> (["train", "learning_rate"], 3e-05); the value is read as YAML."""
+    """`train.epochs=5` -> (["train", "epochs"], 5); the value is read as YAML (numbers, booleans, lists).
+
+    Text fields keep the raw text, so `--set data.label_column=1` names column "1" rather than the number 1;
+    `3e-5`, which YAML 1.1 leaves a string, is read as a number.
+    """
     if "=" not in assignment:
         raise RecipeError(
             [Problem(where=f"--set {assignment}", message="an override needs KEY=VALUE",
@@ -251,7 +259,22 @@ def parse_override(assignment: str) -> tuple[list[str], Any]:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError:
         value = raw
-    return [part for part in key.strip().split(".") if part], value
+    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        value = float(value)
+    path = [part for part in key.strip().split(".") if part]
+    if path and not isinstance(value, str) and value is not None and _is_text_field(path):
+        value = raw.strip()
+    return path, value
+
+
+def _is_text_field(path: list[str]) -> bool:
+    model = _section_model(tuple(path))
+    field = model.model_fields.get(path[-1]) if model is not None else None
+    if field is None:
+        return False
+    annotation = field.annotation
+    allowed = set(get_args(annotation)) or {annotation}
+    return str in allowed and not allowed & {int, float, bool}
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from transformers import TrainerCallback
 from tuneforge.errors import Problem
 
 console = Console()
-errors = Console(stderr=True)
+errors = Console(stderr=True, soft_wrap=True)  # error lines stay whole so they can be grepped and copied
 
 HEADLINE = {
     "classification": ("accuracy", "f1_macro", "f1_weighted", "loss"),

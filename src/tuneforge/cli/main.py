@@ -50,7 +50,10 @@ def report(error: TuneforgeError) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        app(args=argv, standalone_mode=False)
+        # Outside standalone mode click returns a command's exit code instead of calling sys.exit.
+        result = app(args=argv, standalone_mode=False)
+        if isinstance(result, int):
+            return result
     except TuneforgeError as error:
         return report(error)
     except KeyboardInterrupt:

@@ -12,10 +12,12 @@ import datasets
 
 from tuneforge.errors import DataError, Problem
 
+# Only a truly empty cell is missing: a class called "None" or "NA" must survive a CSV as it does a JSONL.
+_CSV = {"keep_default_na": False, "na_values": [""]}
 FORMATS = {
-    ".csv": ("csv", {}),
-    ".tsv": ("csv", {"delimiter": "\t"}),
-    ".tab": ("csv", {"delimiter": "\t"}),
+    ".csv": ("csv", dict(_CSV)),
+    ".tsv": ("csv", {"delimiter": "\t", **_CSV}),
+    ".tab": ("csv", {"delimiter": "\t", **_CSV}),
     ".jsonl": ("json", {}),
     ".json": ("json", {}),
     ".parquet": ("parquet", {}),
@@ -53,6 +55,9 @@ def read_table(path: str | Path, split_hint: str = "train", cache_dir: str | Non
             builder, data_files={"data": str(path)}, split="data", cache_dir=cache_dir, **options
         )
     except Exception as error:  # datasets wraps parser errors in many types; all mean "this file can't be read"
+        if builder == "csv" and _has_header_only(path):
+            raise DataError([Problem(where=str(path), message="the file has a header but no rows",
+                                     fix="add data rows")]) from None
         cause = error.__cause__ or error
         raise DataError([Problem(where=str(path), message=f"could not be read as {builder.upper()}: {cause}",
                                  fix="check the delimiter, quoting and that every row has the header's columns")]) \
@@ -61,6 +66,11 @@ def read_table(path: str | Path, split_hint: str = "train", cache_dir: str | Non
         raise DataError([Problem(where=str(path), message="the file has a header but no rows",
                                  fix="add data rows")])
     return loaded
+
+
+def _has_header_only(path: Path) -> bool:
+    with path.open("r", encoding="utf-8", errors="replace") as handle:
+        return sum(1 for line in handle if line.strip()) <= 1
 
 
 def _read_saved_dataset(path: Path, split_hint: str) -> datasets.Dataset:

@@ -63,7 +63,11 @@ class _EncodeLabels:
 def _carve(dataset: datasets.Dataset, fraction: float, stratify_by: list[Any] | None, seed: int
            ) -> tuple[datasets.Dataset, datasets.Dataset]:
     indices = np.arange(len(dataset))
-    can_stratify = stratify_by is not None and min(Counter(stratify_by).values()) >= 2
+    held_count = int(np.ceil(fraction * len(dataset)))
+    classes = len(set(stratify_by)) if stratify_by is not None else 0
+    # Stratifying needs a row of every class on both sides; tiny splits fall back to a plain seeded split.
+    can_stratify = (stratify_by is not None and min(Counter(stratify_by).values()) >= 2
+                    and classes <= held_count <= len(dataset) - classes)
     keep, held = train_test_split(
         indices, test_size=fraction, random_state=seed, stratify=stratify_by if can_stratify else None
     )
@@ -168,8 +172,10 @@ def prepare_data(recipe: Recipe) -> PreparedData:
     if test is None and spec.test_split > 0:
         train, test = _carve(train, spec.test_split, train[LABEL_FIELD] if stratify else None, spec.split_seed)
     if validation is None and spec.validation_split > 0:
-        train, validation = _carve(train, spec.validation_split, train[LABEL_FIELD] if stratify else None,
-                                   spec.split_seed)
+        # Both fractions are shares of the whole training file, whichever split was carved first.
+        carved_test = spec.test_split if "test" not in encoded and spec.test_split > 0 else 0.0
+        share = spec.validation_split / (1.0 - carved_test)
+        train, validation = _carve(train, share, train[LABEL_FIELD] if stratify else None, spec.split_seed)
     if recipe.task == "classification" and recipe.imbalance.oversample:
         train = _oversample(train, recipe.train.seed)
 

@@ -38,6 +38,7 @@ from tuneforge.tasks import get_task
 from tuneforge.tasks.text import tokenize_dataset
 from tuneforge.train.callbacks import GradualUnfreezeCallback, JsonlLogCallback
 from tuneforge.train.losses import build_loss, resolve_class_weights
+from tuneforge.train.sampling import SeededLengthGroupedSampler
 
 
 class TrainingInterrupted(TuneforgeError):
@@ -55,6 +56,15 @@ class TuneforgeTrainer(Trainer):
     def __init__(self, *args: Any, optimise_all_parameters: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.optimise_all_parameters = optimise_all_parameters
+
+    def _get_train_sampler(self, train_dataset: Any = None) -> torch.utils.data.Sampler | None:
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        grouped = self.args.train_sampling_strategy == "group_by_length"
+        if grouped and self.args.world_size <= 1 and dataset is not None and "input_ids" in dataset.column_names:
+            lengths = [len(ids) for ids in dataset["input_ids"]]
+            batch = self.args.per_device_train_batch_size * self.args.gradient_accumulation_steps
+            return SeededLengthGroupedSampler(lengths, batch, self.args.seed)
+        return super()._get_train_sampler(train_dataset)
 
     def _get_eval_sampler(self, eval_dataset: Any) -> torch.utils.data.Sampler | None:
         # With length grouping on, the stock Trainer also length-shuffles evaluation batches and returns
