@@ -119,7 +119,8 @@ class FreezeSpec(Section):
     all_but_head: bool = Field(False, description="Train only the task head (linear probing).")
     gradual_unfreeze: bool = Field(
         False,
-        description="Start with only the head trainable and unfreeze one more layer from the top at each epoch.",
+        description="Start with only the head trainable and unfreeze one more layer from the top at each epoch "
+        "(the embeddings open last, unless `embeddings` keeps them frozen).",
     )
 
 
@@ -145,7 +146,9 @@ class ImbalanceSpec(Section):
 class OutputSpec(Section):
     dir: str | None = Field(None, description="Run directory; default runs/<task>-<timestamp>.")
     overwrite: bool = Field(False, description="Replace an existing finished run in `dir`.")
-    tensorboard: bool = Field(False, description="Also write TensorBoard logs (needs the tensorboard package).")
+    tensorboard: Literal["auto", "on", "off"] = Field(
+        "auto", description="TensorBoard logs in <dir>/tensorboard; auto writes them when tensorboard is installed."
+    )
 
 
 class Recipe(Section):

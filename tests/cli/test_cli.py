@@ -30,7 +30,7 @@ def test_classification_train_evaluate_predict(tiny_model, classification_files,
     out = capsys.readouterr().out
     assert "f1_macro" in out and str(run_dir) in out
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["test"]["accuracy"] > 0.6
+    assert metrics["test"]["accuracy"] > 0.5  # chance is 1/3
 
     assert main(["evaluate", str(run_dir), "--data", str(classification_files["test"]),
                  "--predictions", str(tmp_path / "eval.csv")]) == 0

@@ -21,7 +21,12 @@ from tests.conftest import make_regression_rows, make_rows, tiny_recipe, write_c
 # and batch 2 x 4 into 2 + 2 + 2; a per-micro-batch mean would weigh those rows differently.
 TRAIN_ROWS = 22
 EPOCHS = 2
-WEIGHT_TOLERANCE = 1e-5
+WEIGHT_TOLERANCE = 2e-5
+# Adding a constant to every attention key shifts all scores of a query equally, which softmax ignores: the
+# key bias has an exactly zero gradient, so what it receives is rounding noise that Adam normalises into
+# steps of about the learning rate times noise/eps. Those steps differ between any two summation orders and
+# do not change the model's outputs, so the key bias is left out of the weight comparison.
+SHIFT_INVARIANT = "attention.self.key.bias"
 
 
 def train(tiny_model: Path, files: dict[str, Path], output: Path, task: str, batch_size: int,
@@ -77,15 +82,19 @@ def assert_same_training(reference: dict, accumulated: dict, tiny_model: Path) -
     assert [r["step"] for r in acc_logs] == [r["step"] for r in ref_logs] == list(range(1, steps + 1))
     for ref, acc in zip(ref_logs, acc_logs, strict=True):
         assert acc["loss"] == pytest.approx(ref["loss"], rel=1e-5), ref["step"]
-        assert acc["grad_norm"] == pytest.approx(ref["grad_norm"], rel=1e-4), ref["step"]
+        assert acc["grad_norm"] == pytest.approx(ref["grad_norm"], rel=1e-5), ref["step"]
         assert acc["learning_rate"] == pytest.approx(ref["learning_rate"], rel=1e-9), ref["step"]
-    assert [r["eval_loss"] for r in acc_logs + accumulated["eval_logs"] if "eval_loss" in r] == pytest.approx(
-        [r["eval_loss"] for r in ref_logs + reference["eval_logs"] if "eval_loss" in r], rel=1e-5)
+    # One evaluation per epoch, on the weights each run had reached by then.
+    ref_eval = [r["eval_loss"] for r in reference["eval_logs"]]
+    assert len(ref_eval) == EPOCHS
+    assert [r["eval_loss"] for r in accumulated["eval_logs"]] == pytest.approx(ref_eval, rel=1e-5)
 
     ref_weights, acc_weights = reference["weights"], accumulated["weights"]
     assert set(acc_weights) == set(ref_weights)
-    for key, value in ref_weights.items():
-        assert torch.allclose(acc_weights[key], value, rtol=0, atol=WEIGHT_TOLERANCE), key
+    compared = [key for key in ref_weights if not key.endswith(SHIFT_INVARIANT)]
+    assert len(compared) > len(ref_weights) / 2
+    for key in compared:
+        assert torch.allclose(acc_weights[key], ref_weights[key], rtol=0, atol=WEIGHT_TOLERANCE), key
 
     # The tolerance is meaningful only if training moved the weights far more than it.
     initial = load_file(tiny_model / "model.safetensors")
@@ -106,12 +115,6 @@ def test_regression_accumulation_matches_one_big_batch(tiny_model, datasets, bas
     assert_same_training(baselines["regression"], accumulated, tiny_model)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the Trainer counts num_items_in_batch as labels != -100, so a regression target of exactly "
-           "-100 is left out of the normaliser while its error is still summed (TuneforgeTrainer should count "
-           "examples, not non-(-100) labels)",
-)
 def test_regression_target_of_minus_100_counts_as_an_example(tiny_model, tmp_path):
     """The logged loss is the mean over examples whatever the target values are.
 

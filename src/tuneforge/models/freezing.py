@@ -54,10 +54,11 @@ def apply_freezing(model: PreTrainedModel, spec: FreezeSpec) -> None:
             set_trainable(layer, False)
 
 
-def unfreeze_top_layers(model: PreTrainedModel, count: int) -> int:
+def unfreeze_top_layers(model: PreTrainedModel, count: int, embeddings_stay_frozen: bool = False) -> int:
     """Gradual unfreezing step: make the top `count` layers trainable (all of the body past the stack).
 
-    Returns how many layers are trainable now. Once every layer is, the embeddings follow.
+    Returns the number of top layers this call opened (`count`, capped at the layer count). Once every layer
+    is open the embeddings follow, unless the recipe froze them for good.
     """
     layers = transformer_layers(model)
     count = min(count, len(layers))
@@ -69,7 +70,7 @@ def unfreeze_top_layers(model: PreTrainedModel, count: int) -> int:
         for parameter in body(model).parameters():
             if id(parameter) not in stack_ids:
                 parameter.requires_grad = True
-    if count >= len(layers):
+    if count >= len(layers) and not embeddings_stay_frozen:
         set_trainable(embeddings(model), True)
     return count
 

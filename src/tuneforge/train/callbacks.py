@@ -31,11 +31,12 @@ class JsonlLogCallback(TrainerCallback):
 class GradualUnfreezeCallback(TrainerCallback):
     """ULMFiT-style schedule: epoch 1 trains the head, each later epoch opens one more layer from the top."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, embeddings_stay_frozen: bool = False) -> None:
         self.model = model
+        self.embeddings_stay_frozen = embeddings_stay_frozen
         self.total_layers = len(transformer_layers(model))
 
     def on_epoch_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                        **kwargs: Any) -> None:
         epoch_index = int(math.floor(state.epoch or 0.0))
-        unfreeze_top_layers(self.model, epoch_index)
+        unfreeze_top_layers(self.model, epoch_index, self.embeddings_stay_frozen)

@@ -6,6 +6,7 @@ callbacks together and writes every artifact into the run directory.
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import time
 from collections.abc import Sequence
@@ -56,6 +57,14 @@ class TuneforgeTrainer(Trainer):
     def __init__(self, *args: Any, optimise_all_parameters: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.optimise_all_parameters = optimise_all_parameters
+
+    def _get_num_items_in_batch(self, batch_samples: list, device: torch.device) -> Any:
+        # The stock count is `labels != -100`, a token-level convention; here every row is one example, and a
+        # regression target may well be -100. Count rows, and let the parent handle the multi-device sums.
+        if batch_samples and "labels" in batch_samples[0]:
+            batch_samples = [{**b, "labels": torch.zeros(b["labels"].shape[:1], dtype=torch.long)}
+                             for b in batch_samples]
+        return super()._get_num_items_in_batch(batch_samples, device)
 
     def _get_train_sampler(self, train_dataset: Any = None) -> torch.utils.data.Sampler | None:
         dataset = train_dataset if train_dataset is not None else self.train_dataset
@@ -162,10 +171,23 @@ def _training_arguments(recipe: Recipe, layout: RunLayout, device: torch.device,
         greater_is_better=greater_is_better if has_eval else None,
         train_sampling_strategy="group_by_length" if spec.group_by_length else "random",
         dataloader_num_workers=spec.dataloader_workers,
-        report_to=["tensorboard"] if recipe.output.tensorboard else "none",
+        report_to="none",  # TensorBoard is attached as a callback writing into the run directory
         disable_tqdm=True,
         save_only_model=False,
     )
+
+
+def tensorboard_callback(setting: str, folder: Path) -> TrainerCallback | None:
+    installed = importlib.util.find_spec("tensorboard") is not None
+    if setting == "off" or (setting == "auto" and not installed):
+        return None
+    if not installed:
+        raise TuneforgeError("output.tensorboard is on but the tensorboard package is not installed",
+                             fix="pip install tensorboard, or set output.tensorboard: auto")
+    from torch.utils.tensorboard import SummaryWriter
+    from transformers.integrations import TensorBoardCallback
+
+    return TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(folder)))
 
 
 def _write_predictions(path: Path, texts: list[Any], truths: list[Any], rows: list[dict[str, Any]]) -> None:
@@ -210,7 +232,10 @@ def fine_tune(recipe: Recipe, *, resume: bool = False, callbacks: Sequence[Train
     if has_eval and recipe.early_stopping.enabled:
         run_callbacks.append(EarlyStoppingCallback(recipe.early_stopping.patience, recipe.early_stopping.min_delta))
     if recipe.freeze.gradual_unfreeze:
-        run_callbacks.append(GradualUnfreezeCallback(model))
+        run_callbacks.append(GradualUnfreezeCallback(model, recipe.freeze.embeddings))
+    tensorboard = tensorboard_callback(recipe.output.tensorboard, layout.root / "tensorboard")
+    if tensorboard is not None:
+        run_callbacks.append(tensorboard)
     run_callbacks.extend(callbacks)
 
     trainer = TuneforgeTrainer(
