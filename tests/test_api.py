@@ -61,3 +61,21 @@ def test_fine_tune_from_recipe_file_resolves_relative_paths(tiny_model, classifi
     assert Path(run.recipe.data.train) == classification_files["train"]
     saved = Recipe.model_validate(yaml.safe_load(run.layout.recipe.read_text()))
     assert saved == run.recipe
+
+
+def test_sentence_pairs_train_and_predict(tiny_model, tmp_path):
+    from tests.conftest import make_rows, write_csv
+
+    def pairs(count: int, seed: int) -> list[dict]:
+        return [{"first": "the review says", "second": r["text"], "label": r["label"]} for r in make_rows(count, seed)]
+
+    files = {"train": write_csv(tmp_path / "train.csv", pairs(60, 1)),
+             "validation": write_csv(tmp_path / "val.csv", pairs(15, 2))}
+    recipe = tiny_recipe(tiny_model, files, tmp_path / "run", train={"max_steps": 4},
+                         data={"text_column": "first", "text_pair_column": "second"})
+    run = tuneforge.fine_tune(recipe)
+    predictor = tuneforge.load(run.directory)
+    rows = predictor.predict(["the review says", "the review says"], pairs=["good great", "bad awful"])
+    assert len(rows) == 2 and all(set(r["probabilities"]) == {"negative", "neutral", "positive"} for r in rows)
+    with pytest.raises(ValueError, match="one entry per text"):
+        predictor.predict(["only one"], pairs=["a", "b"])
