@@ -12,6 +12,8 @@ import pytest
 # Nothing in the suite may reach a model hub; fail fast instead of waiting on the network.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Tiny models gain nothing from several threads and lose much when the cores are shared.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 WORDS = {
     "positive": ["good", "great", "excellent", "lovely", "happy", "wonderful", "tasty", "friendly"],
@@ -76,6 +78,13 @@ def build_tiny_bert(folder: Path, texts: list[str]) -> Path:
     torch.manual_seed(0)
     BertModel(config).save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

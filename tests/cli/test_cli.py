@@ -59,7 +59,7 @@ def test_classification_train_evaluate_predict(tiny_model, classification_files,
 def test_regression_end_to_end(tiny_model, regression_files, tmp_path, capsys):
     run_dir = tmp_path / "run"
     code = main(train_flags(tiny_model, regression_files, run_dir, "--task", "regression", "--label-column", "score",
-                            "--set", "train.epochs=20", "--set", "train.learning_rate=0.003"))
+                            "--set", "train.epochs=10", "--set", "train.learning_rate=0.003"))
     assert code == 0
     metrics = json.loads((run_dir / "metrics.json").read_text())
     for name in ("mse", "rmse", "mae", "r2", "pearson", "spearman"):
