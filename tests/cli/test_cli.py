@@ -159,3 +159,15 @@ def test_real_entry_point_exit_codes(tmp_path):
     ok = subprocess.run([sys.executable, "-m", "tuneforge.cli.main", "--version"], capture_output=True, text=True,
                         timeout=60)
     assert ok.returncode == 0 and "tuneforge" in ok.stdout
+
+
+def test_leakage_between_splits_is_warned_but_training_goes_on(tiny_model, tmp_path, capsys):
+    rows = make_rows(30, seed=1)
+    train = write_csv(tmp_path / "train.csv", rows)
+    val = write_csv(tmp_path / "val.csv", rows[:6] + make_rows(6, seed=9))
+    code = main(["train", "--data", str(train), "--validation", str(val), "--model", str(tiny_model),
+                 "--output", str(tmp_path / "run"), "--set", "train.max_steps=1"])
+    assert code == 0
+    err = capsys.readouterr().err
+    assert "warning" in err and "also occur in" in err and "optimistic" in err
+    assert "also occur in" in (tmp_path / "run" / "data.json").read_text()

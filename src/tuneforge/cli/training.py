@@ -8,7 +8,6 @@ import typer
 
 from tuneforge.cli.common import build_recipe, quiet_libraries, recipe_for_resume
 from tuneforge.cli.display import RichProgressCallback, console, show_metrics, show_problems
-from tuneforge.data.prepare import load_and_check
 from tuneforge.demo import demo_recipe
 from tuneforge.recipe import Recipe
 from tuneforge.run import Run
@@ -18,12 +17,10 @@ def _train(recipe: Recipe, resume: bool) -> Run:
     from tuneforge.train.runner import fine_tune
 
     quiet_libraries()
-    _, problems = load_and_check(recipe)
-    show_problems([p for p in problems if p.severity == "warning"])
     metric, _ = recipe.early_stopping_metric()
     console.print(f"[bold]model[/bold] {recipe.model.name}  [bold]task[/bold] {recipe.task}  "
                   f"[bold]train[/bold] {recipe.data.train}")
-    run = fine_tune(recipe, resume=resume, callbacks=[RichProgressCallback(metric)])
+    run = fine_tune(recipe, resume=resume, callbacks=[RichProgressCallback(metric)], on_warnings=show_problems)
     show_metrics(run.metrics, recipe.task, title=f"Results ({recipe.model.name})")
     training = run.metrics["training"]
     console.print(f"trained {training['global_steps']} steps in {training['runtime_seconds']:.0f} s"

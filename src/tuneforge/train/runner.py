@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib.util
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from tuneforge import artifacts
 from tuneforge.data.prepare import LABEL_FIELD, PreparedData, prepare_data
-from tuneforge.errors import TuneforgeError
+from tuneforge.errors import Problem, TuneforgeError
 from tuneforge.models.freezing import apply_freezing, count_parameters
 from tuneforge.models.loading import load_sequence_model, load_tokenizer
 from tuneforge.models.resolve import resolve_model
@@ -197,8 +197,12 @@ def _write_predictions(path: Path, texts: list[Any], truths: list[Any], rows: li
     artifacts.write_with(path, lambda target: frame.to_csv(target, index=False))
 
 
-def fine_tune(recipe: Recipe, *, resume: bool = False, callbacks: Sequence[TrainerCallback] = ()) -> Run:
-    """Train, evaluate and write the run directory; returns the finished `Run`."""
+def fine_tune(recipe: Recipe, *, resume: bool = False, callbacks: Sequence[TrainerCallback] = (),
+              on_warnings: Callable[[list[Problem]], None] | None = None) -> Run:
+    """Train, evaluate and write the run directory; returns the finished `Run`.
+
+    `on_warnings` receives the data warnings (e.g. texts shared between splits) before training starts.
+    """
     recipe = recipe.model_copy(deep=True)
     layout, checkpoint = _prepare_run_dir(recipe, resume)
     recipe.output.dir = str(layout.root)
@@ -206,6 +210,8 @@ def fine_tune(recipe: Recipe, *, resume: bool = False, callbacks: Sequence[Train
 
     set_seed(recipe.train.seed)
     data = prepare_data(recipe)
+    if on_warnings is not None and data.warnings:
+        on_warnings(data.warnings)
     task = get_task(recipe.task)
     resolved = resolve_model(recipe.model.name)
     tokenizer = load_tokenizer(recipe.model, resolved)
