@@ -47,25 +47,23 @@ def is_blank(value: Any) -> bool:
     return isinstance(value, str) and not value.strip()
 
 
-def check_texts(path: str, column: str, values: Sequence[Any]) -> list[Problem]:
+def _blank_cells(path: str, column: str, values: Sequence[Any], what: str, fix: str) -> list[Problem]:
     blank = [i for i, v in enumerate(values) if is_blank(v)]
-    if len(blank) == len(values):
+    if not blank:
+        return []
+    return [Problem(where=f"{path}: column '{column}'", message=f"{len(blank)} {what} at {_rows(path, blank)}",
+                    fix=fix)]
+
+
+def check_texts(path: str, column: str, values: Sequence[Any]) -> list[Problem]:
+    if values and all(is_blank(v) for v in values):
         return [Problem(where=f"{path}: column '{column}'", message="every text is empty",
                         fix="check that data.text_column names the column that holds the text")]
-    if blank:
-        return [Problem(where=f"{path}: column '{column}'",
-                        message=f"{len(blank)} empty text(s) at {_rows(path, blank)}",
-                        fix="fill in or delete these rows")]
-    return []
+    return _blank_cells(path, column, values, "empty text(s)", "fill in or delete these rows")
 
 
 def check_labels_present(path: str, column: str, values: Sequence[Any]) -> list[Problem]:
-    blank = [i for i, v in enumerate(values) if is_blank(v)]
-    if blank:
-        return [Problem(where=f"{path}: column '{column}'",
-                        message=f"{len(blank)} missing label(s) at {_rows(path, blank)}",
-                        fix="label these rows or delete them")]
-    return []
+    return _blank_cells(path, column, values, "missing label(s)", "label these rows or delete them")
 
 
 def check_regression_targets(path: str, column: str, values: Sequence[Any]) -> list[Problem]:
