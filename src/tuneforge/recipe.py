@@ -143,6 +143,53 @@ class ImbalanceSpec(Section):
     oversample: bool = Field(False, description="Repeat minority-class training rows until classes are even.")
 
 
+class CalibrationSpec(Section):
+    temperature_scaling: bool = Field(
+        True, description="Fit a softmax temperature on the validation split and use it for every prediction."
+    )
+    bins: int = Field(15, ge=2, description="Confidence bins for calibration error and the reliability diagram.")
+
+
+class FairnessSpec(Section):
+    sensitive_columns: list[str] = Field(
+        default_factory=list, description="Columns of the evaluation data that name each row's group (e.g. gender)."
+    )
+    identity_categories: list[str] = Field(
+        default_factory=lambda: ["gender", "race_ethnicity", "religion", "nationality", "age", "sexual_orientation",
+                                 "disability"],
+        description="Identity-term lists used to infer groups from the text when no sensitive column exists, "
+        "and for counterfactual probes.",
+    )
+    identity_terms_file: str | None = Field(
+        None, description="YAML file extending the shipped identity-term lists ({category: {group: [terms]}})."
+    )
+    positive_label: str | None = Field(
+        None, description="Class whose selection rate is compared across groups; default: the minority class."
+    )
+    counterfactual: bool = Field(True, description="Swap identity terms in the texts and measure how predictions move.")
+    max_demographic_parity_difference: float | None = Field(
+        None, ge=0, description="Fail (non-zero exit) when the demographic-parity difference exceeds this."
+    )
+    max_equalized_odds_difference: float | None = Field(
+        None, ge=0, description="Fail when the equalised-odds difference exceeds this."
+    )
+    max_counterfactual_flip_rate: float | None = Field(
+        None, ge=0, le=1, description="Fail when more than this share of counterfactual swaps flip the prediction."
+    )
+    mitigation: Literal["none", "reweight", "counterfactual_augmentation"] = Field(
+        "none", description="Training-time mitigation: reweight examples by group, or add identity-swapped copies."
+    )
+
+
+class EvaluationSpec(Section):
+    plugins: list[str] = Field(
+        default_factory=list,
+        description="Dotted paths of callables (texts, labels, predictions, probabilities, label_names) -> dict of "
+        "extra metrics/checks; their results appear beside the built-in metrics.",
+    )
+    explain_examples: int = Field(3, ge=0, description="Test examples explained in the run's report.")
+
+
 class OutputSpec(Section):
     dir: str | None = Field(None, description="Run directory; default runs/<task>-<timestamp>.")
     overwrite: bool = Field(False, description="Replace an existing finished run in `dir`.")
@@ -162,6 +209,9 @@ class Recipe(Section):
     freeze: FreezeSpec = Field(default_factory=FreezeSpec)
     early_stopping: EarlyStoppingSpec = Field(default_factory=EarlyStoppingSpec)
     imbalance: ImbalanceSpec = Field(default_factory=ImbalanceSpec)
+    calibration: CalibrationSpec = Field(default_factory=CalibrationSpec)
+    fairness: FairnessSpec = Field(default_factory=FairnessSpec)
+    evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     output: OutputSpec = Field(default_factory=OutputSpec)
 
     @field_validator("task", mode="before")

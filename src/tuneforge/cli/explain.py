@@ -1,0 +1,9 @@
+"""`tuneforge explain`."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Adds the verb to the application."""
