@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from tuneforge.errors import TuneforgeError
+from tuneforge.evaluate.calibration import check_temperature, read_temperature, scaled_probabilities
 from tuneforge.models.loading import load_trained_model
 from tuneforge.recipe import Recipe
 from tuneforge.run import RunLayout, read_run_recipe
@@ -26,9 +27,14 @@ def pick_device(preference: str = "auto") -> torch.device:
 
 
 class Predictor:
-    """A fine-tuned model with its tokenizer and task, ready to score texts."""
+    """A fine-tuned model with its tokenizer and task, ready to score texts.
 
-    def __init__(self, model: Any, tokenizer: Any, recipe: Recipe, device: torch.device) -> None:
+    `temperature` divides classification logits before they become probabilities (temperature scaling; the run's
+    calibration.json). It never changes the predicted label, only how confident the probabilities are.
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, recipe: Recipe, device: torch.device,
+                 temperature: float = 1.0) -> None:
         self.model = model.to(device).eval()
         self.tokenizer = tokenizer
         self.recipe = recipe
@@ -38,6 +44,7 @@ class Predictor:
         self.labels: list[str] | None = (
             [id2label[i] for i in sorted(id2label)] if recipe.task == "classification" else None
         )
+        self.temperature = check_temperature(temperature, "Predictor") if self.labels is not None else 1.0
 
     @classmethod
     def from_run(cls, run_dir: str | Path, device: str = "auto") -> Predictor:
@@ -47,7 +54,8 @@ class Predictor:
             raise TuneforgeError(f"run '{run_dir}' has no trained model yet (no model/ folder)",
                                  fix="finish training first; resume an interrupted run with `tuneforge train --resume`")
         model, tokenizer = load_trained_model(str(layout.model))
-        return cls(model, tokenizer, recipe, pick_device(device))
+        temperature = read_temperature(layout.calibration) if recipe.task == "classification" else 1.0
+        return cls(model, tokenizer, recipe, pick_device(device), temperature=temperature)
 
     @torch.inference_mode()
     def logits(self, texts: Sequence[str], pairs: Sequence[str] | None = None, batch_size: int = 64) -> np.ndarray:
@@ -76,4 +84,18 @@ class Predictor:
     def predict(self, texts: Sequence[str], pairs: Sequence[str] | None = None, batch_size: int = 64
                 ) -> list[dict[str, Any]]:
         """One dict per text: `label`, `score` and `probabilities` (classification) or `score` (regression)."""
-        return self.task.decode(self.logits(texts, pairs, batch_size), self.labels)
+        return self.task.decode(self.scale_logits(self.logits(texts, pairs, batch_size)), self.labels)
+
+    def scale_logits(self, logits: np.ndarray) -> np.ndarray:
+        """Logits divided by the run's temperature (classification); regression outputs pass through unchanged."""
+        if self.labels is None or self.temperature == 1.0:
+            return logits
+        return np.asarray(logits, dtype=np.float64) / self.temperature
+
+    def probabilities(self, texts: Sequence[str], pairs: Sequence[str] | None = None, batch_size: int = 64
+                      ) -> np.ndarray:
+        """Calibrated class probabilities, softmax(logits / T), shaped (texts, classes); classification only."""
+        if self.labels is None:
+            raise TuneforgeError("probabilities exist for classification runs only; this run is regression",
+                                 fix="use Predictor.predict (or .logits) for regression scores")
+        return scaled_probabilities(self.logits(texts, pairs, batch_size), self.temperature)

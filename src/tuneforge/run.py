@@ -54,6 +54,15 @@ class RunLayout:
         return self.root / "confusion_matrix.png"
 
     @property
+    def calibration(self) -> Path:
+        """`{"temperature": T}` fitted on validation data; absent means no temperature scaling (T = 1)."""
+        return self.root / "calibration.json"
+
+    @property
+    def reliability_diagram(self) -> Path:
+        return self.root / "reliability_diagram.png"
+
+    @property
     def evaluations(self) -> Path:
         return self.root / "evaluations"
 

@@ -266,3 +266,23 @@ def test_auto_weights_are_the_default_for_imbalanced_data():
 def test_oversampling_turns_auto_weights_off():
     oversampled = classification_recipe(imbalance={"class_weights": "auto", "oversample": True})
     assert resolve_class_weights(oversampled, LABELS, IMBALANCED) is None
+
+
+@pytest.mark.parametrize("loss_name", ["cross_entropy", "focal", "mse"])
+def test_example_weights_scale_each_example(loss_name):
+    from tuneforge.recipe import recipe_from_dict
+    from tuneforge.train.losses import build_loss
+
+    task = "regression" if loss_name == "mse" else "classification"
+    loss = build_loss(recipe_from_dict({"task": task, "loss": {"name": loss_name}}))
+    torch.manual_seed(0)
+    logits = torch.randn(4, 1 if task == "regression" else 3)
+    labels = torch.randn(4) if task == "regression" else torch.tensor([0, 1, 2, 1])
+    outputs = {"logits": logits}
+    weights = torch.tensor([0.5, 2.0, 1.0, 0.0])
+    per_example = torch.stack([loss(outputs_i, labels[i:i + 1], num_items_in_batch=1)
+                               for i, outputs_i in enumerate({"logits": logits[i:i + 1]} for i in range(4))])
+    weighted = loss(outputs, labels, num_items_in_batch=4, weights=weights)
+    assert torch.allclose(weighted, (per_example * weights).sum() / 4, atol=1e-6)
+    assert torch.allclose(loss(outputs, labels, num_items_in_batch=4, weights=torch.ones(4)),
+                          loss(outputs, labels, num_items_in_batch=4), atol=1e-6)

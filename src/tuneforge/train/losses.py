@@ -16,7 +16,8 @@ import torch.nn.functional as F
 
 from tuneforge.recipe import Recipe
 
-LossFunction = Callable[[Any, torch.Tensor, Any], torch.Tensor]
+LossFunction = Callable[..., torch.Tensor]
+WEIGHT_FIELD = "example_weights"  # optional per-example weights (e.g. fairness reweighting), mean about 1
 
 
 def balanced_class_weights(counts: list[int]) -> list[float]:
@@ -46,6 +47,12 @@ def _normaliser(labels: torch.Tensor, num_items_in_batch: Any) -> torch.Tensor |
     return num_items_in_batch
 
 
+def _weighted_sum(per_example: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    if weights is None:
+        return per_example.sum()
+    return (per_example * weights.to(per_example.device, per_example.dtype)).sum()
+
+
 def build_loss(recipe: Recipe, class_weights: list[float] | None = None) -> LossFunction:
     name = recipe.loss_name()
     spec = recipe.loss
@@ -59,32 +66,36 @@ def build_loss(recipe: Recipe, class_weights: list[float] | None = None) -> Loss
             return None
         return torch.tensor(weight_list, dtype=torch.float32, device=logits.device)
 
-    def cross_entropy(outputs: Any, labels: torch.Tensor, num_items_in_batch: Any = None) -> torch.Tensor:
+    def cross_entropy(outputs: Any, labels: torch.Tensor, num_items_in_batch: Any = None,
+                      weights: torch.Tensor | None = None) -> torch.Tensor:
         logits = logits_of(outputs).float()
-        summed = F.cross_entropy(logits, labels.long(), weight=weights_for(logits),
-                                 label_smoothing=spec.label_smoothing, reduction="sum")
-        return summed / _normaliser(labels, num_items_in_batch)
+        per_example = F.cross_entropy(logits, labels.long(), weight=weights_for(logits),
+                                      label_smoothing=spec.label_smoothing, reduction="none")
+        return _weighted_sum(per_example, weights) / _normaliser(labels, num_items_in_batch)
 
-    def focal(outputs: Any, labels: torch.Tensor, num_items_in_batch: Any = None) -> torch.Tensor:
+    def focal(outputs: Any, labels: torch.Tensor, num_items_in_batch: Any = None,
+              weights: torch.Tensor | None = None) -> torch.Tensor:
         logits = logits_of(outputs).float()
         labels = labels.long()
         log_p = F.log_softmax(logits, dim=-1).gather(1, labels.unsqueeze(1)).squeeze(1)
         per_example = -((1.0 - log_p.exp()) ** spec.focal_gamma) * log_p
+        example_weights = weights
         weights = weights_for(logits)
         if weights is not None:
             per_example = per_example * weights[labels]
-        return per_example.sum() / _normaliser(labels, num_items_in_batch)
+        return _weighted_sum(per_example, example_weights) / _normaliser(labels, num_items_in_batch)
 
-    def regression(outputs: Any, labels: torch.Tensor, num_items_in_batch: Any = None) -> torch.Tensor:
+    def regression(outputs: Any, labels: torch.Tensor, num_items_in_batch: Any = None,
+                   weights: torch.Tensor | None = None) -> torch.Tensor:
         predicted = logits_of(outputs).float().reshape(-1)
         target = labels.float().reshape(-1)
         if name == "mse":
-            summed = F.mse_loss(predicted, target, reduction="sum")
+            per_example = F.mse_loss(predicted, target, reduction="none")
         elif name == "mae":
-            summed = F.l1_loss(predicted, target, reduction="sum")
+            per_example = F.l1_loss(predicted, target, reduction="none")
         else:
-            summed = F.huber_loss(predicted, target, delta=spec.huber_delta, reduction="sum")
-        return summed / _normaliser(labels, num_items_in_batch)
+            per_example = F.huber_loss(predicted, target, delta=spec.huber_delta, reduction="none")
+        return _weighted_sum(per_example, weights) / _normaliser(labels, num_items_in_batch)
 
     if name in ("cross_entropy", "weighted_cross_entropy"):
         return cross_entropy

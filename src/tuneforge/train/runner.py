@@ -38,7 +38,7 @@ from tuneforge.run import Run, RunLayout
 from tuneforge.tasks import get_task
 from tuneforge.tasks.text import tokenize_dataset
 from tuneforge.train.callbacks import GradualUnfreezeCallback, JsonlLogCallback
-from tuneforge.train.losses import build_loss, resolve_class_weights
+from tuneforge.train.losses import WEIGHT_FIELD, build_loss, resolve_class_weights
 from tuneforge.train.sampling import SeededLengthGroupedSampler
 
 
@@ -57,6 +57,18 @@ class TuneforgeTrainer(Trainer):
     def __init__(self, *args: Any, optimise_all_parameters: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.optimise_all_parameters = optimise_all_parameters
+
+    def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
+                     num_items_in_batch: Any = None) -> Any:
+        # The stock compute_loss hands a compute_loss_func only (outputs, labels); per-example weights
+        # (fairness reweighting) have to reach the loss too, so the call is made here.
+        labels = inputs.pop("labels")
+        weights = inputs.pop(WEIGHT_FIELD, None)
+        outputs = model(**inputs)
+        loss = self.compute_loss_func(outputs, labels, num_items_in_batch=num_items_in_batch, weights=weights)
+        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+            loss = loss * self.accelerator.num_processes  # num_items_in_batch was summed over processes
+        return (loss, outputs) if return_outputs else loss
 
     def _get_num_items_in_batch(self, batch_samples: list, device: torch.device) -> Any:
         # The stock count is `labels != -100`, a token-level convention; here every row is one example, and a
@@ -174,6 +186,9 @@ def _training_arguments(recipe: Recipe, layout: RunLayout, device: torch.device,
         report_to="none",  # TensorBoard is attached as a callback writing into the run directory
         disable_tqdm=True,
         save_only_model=False,
+        # Datasets hold only model inputs, labels and optional example weights, which the forward pass must
+        # not receive but the loss must; dropping "unused" columns would drop the weights.
+        remove_unused_columns=False,
     )
 
 
@@ -224,11 +239,11 @@ def fine_tune(recipe: Recipe, *, resume: bool = False, callbacks: Sequence[Train
     spec = recipe.data
     tokenized = {
         role: tokenize_dataset(split, tokenizer, spec.text_column, spec.text_pair_column, recipe.train.max_length,
-                               desc=f"tokenizing {role}")
+                               keep=(LABEL_FIELD, WEIGHT_FIELD), desc=f"tokenizing {role}")
         for role, split in (("train", data.train), ("validation", data.validation), ("test", data.test))
         if split is not None
     }
-    _write_data_summary(layout, recipe, data, class_weights)
+    _write_data_summary(layout, data, class_weights, tokenized, recipe.train.max_length)
 
     device = pick_device(recipe.train.device)
     has_eval = "validation" in tokenized
@@ -325,8 +340,19 @@ def trainer_trainable(trainer: Trainer) -> int:
     return sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
 
 
-def _write_data_summary(layout: RunLayout, recipe: Recipe, data: PreparedData,
-                        class_weights: list[float] | None) -> None:
+def _length_statistics(tokenized: dict[str, Any], max_length: int) -> dict[str, dict[str, float]]:
+    """Tokens per text per split, and how many texts hit max_length and were cut."""
+    stats = {}
+    for role, split in tokenized.items():
+        lengths = np.asarray([len(ids) for ids in split["input_ids"]])
+        stats[role] = {"mean": float(lengths.mean()), "p50": float(np.percentile(lengths, 50)),
+                       "p95": float(np.percentile(lengths, 95)), "max": int(lengths.max()),
+                       "truncated_share": float((lengths >= max_length).mean())}
+    return stats
+
+
+def _write_data_summary(layout: RunLayout, data: PreparedData, class_weights: list[float] | None,
+                        tokenized: dict[str, Any], max_length: int) -> None:
     summary = {
         "sources": data.sources,
         "rows": {role: len(split) for role, split in (("train", data.train), ("validation", data.validation),
@@ -335,6 +361,7 @@ def _write_data_summary(layout: RunLayout, recipe: Recipe, data: PreparedData,
         "train_class_counts": data.class_counts() or None,
         "class_weights": (dict(zip(data.labels, class_weights, strict=True))
                           if class_weights and data.labels else None),
+        "text_lengths": _length_statistics(tokenized, max_length),
         "warnings": [str(w) for w in data.warnings],
     }
     artifacts.write_json(layout.data_summary, summary)
