@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data" / "tweeteval"
+DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data"
 SPLITS = {"train": "train", "validation": "val", "test": "test"}  # tuneforge role -> TweetEval file prefix
 C_GRID = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 
@@ -50,7 +50,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="emotion", help="TweetEval task folder (default: emotion)")
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
-                        help="folder holding the TweetEval task folders (default: ../shared/data/tweeteval)")
+                        help="shared data folder holding tweeteval/<task>/ (default: ../shared/data beside the repo)")
     parser.add_argument("--epochs", type=float, help="override train.epochs of the default recipe")
     parser.add_argument("--limit-train", type=int, help="use only the first N training rows (smoke runs)")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
@@ -72,7 +72,7 @@ def read_task(folder: Path, limit_train: int | None) -> tuple[dict[str, Split], 
     missing = [str(path) for path in needed if not path.is_file()]
     if missing:
         sys.exit(f"error: TweetEval data not found; missing {', '.join(missing)}\n"
-                 "pass --data-dir pointing at the folder that holds the TweetEval task folders")
+                 "pass --data-dir pointing at the shared data folder that holds tweeteval/<task>/")
     names = dict(line.split("\t", 1) for line in read_lines(folder / "mapping.txt") if line.strip())
     splits = {}
     for role, prefix in SPLITS.items():
@@ -195,7 +195,7 @@ def report(scores: list[Score], host: dict[str, Any], dataset: str, sizes: dict[
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    splits, classes = read_task(args.data_dir / args.task, args.limit_train)
+    splits, classes = read_task(args.data_dir / "tweeteval" / args.task, args.limit_train)
     overrides = ([f"train.epochs={args.epochs}"] if args.epochs is not None else []) + args.sets
 
     with tempfile.TemporaryDirectory(prefix="tuneforge-bench-") as scratch:
