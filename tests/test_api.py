@@ -79,3 +79,22 @@ def test_sentence_pairs_train_and_predict(tiny_model, tmp_path):
     assert len(rows) == 2 and all(set(r["probabilities"]) == {"negative", "neutral", "positive"} for r in rows)
     with pytest.raises(ValueError, match="one entry per text"):
         predictor.predict(["only one"], pairs=["a", "b"])
+
+
+def test_training_fits_a_temperature_and_reports_calibration(tiny_model, classification_files, tmp_path):
+    from tuneforge.evaluate.calibration import read_temperature
+
+    run = tuneforge.fine_tune(tiny_recipe(tiny_model, classification_files, tmp_path / "run",
+                                          train={"max_steps": 8}))
+    temperature = read_temperature(run.layout.calibration)
+    assert temperature > 0 and run.metrics["training"]["temperature"] == temperature
+    validation = run.metrics["validation"]["calibration"]
+    assert validation["temperature"] == temperature
+    assert validation["nll_after"] <= validation["nll_before"] + 1e-9  # fitted on this split to lower it
+    assert run.layout.reliability_diagram.is_file()
+    assert run.metrics["test"]["error_analysis"]["examples"] == 30
+    predictor = tuneforge.load(run.directory)
+    assert predictor.temperature == temperature
+    saved = pd.read_csv(run.layout.test_predictions)
+    rows = predictor.predict(saved["text"].tolist())
+    assert [r["score"] for r in rows] == pytest.approx(saved["score"].tolist(), abs=1e-5)

@@ -22,7 +22,7 @@ console = Console()
 errors = Console(stderr=True, soft_wrap=True)  # error lines stay whole so they can be grepped and copied
 
 HEADLINE = {
-    "classification": ("accuracy", "f1_macro", "f1_weighted", "loss"),
+    "classification": ("accuracy", "f1_macro", "f1_weighted", "ece", "loss"),
     "regression": ("rmse", "mae", "r2", "pearson", "spearman", "loss"),
 }
 

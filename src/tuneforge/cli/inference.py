@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from tuneforge.cli.common import quiet_libraries
-from tuneforge.cli.display import console, show_metrics
+from tuneforge.cli.display import console, errors, show_metrics
 from tuneforge.errors import DataError, Problem
 
 
@@ -22,8 +22,11 @@ def register(app: typer.Typer) -> None:
         predictions: Path = typer.Option(None, help="Also write per-row predictions to this CSV."),
         device: str = typer.Option("auto", help="auto, cpu or cuda."),
     ) -> None:
-        """Score a trained run on a labelled file; prints and writes the metrics."""
+        """Score a trained run on a labelled file; prints and writes the metrics, calibration, error analysis and
+        the results of the recipe's evaluation plugins."""
         quiet_libraries()
+        from rich.markup import escape
+
         from tuneforge import artifacts
         from tuneforge.evaluate.scoring import score_file
         from tuneforge.predict import Predictor
@@ -35,6 +38,14 @@ def register(app: typer.Typer) -> None:
         target = output or RunLayout(run_dir).evaluations / f"{data.stem}.json"
         artifacts.write_json(target, {"data": str(data.resolve()), **metrics})
         show_metrics({"evaluation": metrics}, predictor.recipe.task, title=f"Evaluation on {data.name}")
+        for name, result in metrics["plugins"].items():
+            if "error" in result:
+                errors.print(f"[yellow]warning[/yellow] plugin {escape(name)} failed: {escape(result['error'])}",
+                             highlight=False)
+            else:
+                console.print(f"plugin {name}: " + ", ".join(f"{k}={v}" for k, v in result.items()
+                                                              if isinstance(v, (int, float, str, bool))),
+                              markup=False, highlight=False)
         if predictions is not None:
             frame = predictions_frame([r["text"] for r in rows], rows, [r["true"] for r in rows])
             artifacts.write_with(predictions, lambda path: frame.to_csv(path, index=False))

@@ -44,7 +44,10 @@ def register(app: typer.Typer) -> None:
 
         built = build_recipe(recipe, sets, data=data, validation=validation, test=test, text_column=text_column,
                              label_column=label_column, task=task)
+        from tuneforge.evaluate.plugins import validate_plugins
+
         loaded, problems = load_and_check(built)
+        problems += validate_plugins(built.evaluation.plugins)
         try:
             resolved = resolve_model(built.model.name)
         except Exception as error:  # a model problem is one more problem to list, not a crash

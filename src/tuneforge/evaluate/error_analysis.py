@@ -56,23 +56,23 @@ def confident_mistakes(texts: Sequence[str], labels: np.ndarray, probabilities: 
 
 
 def length_buckets(lengths: np.ndarray, correct: np.ndarray, buckets: int = 4) -> list[dict[str, Any]]:
-    """Error rate per length quantile bucket; `lower`/`upper` are the shortest and longest length in the bucket.
+    """Error rate per length quantile bucket, shortest first; `lower`/`upper` are the bucket's shortest and longest
+    length.
 
-    Edges are data values (inverted-CDF quantiles), so no bucket is empty; many equal lengths merge buckets
-    rather than split identical texts apart.
+    Bucket i holds lengths in (q[i-1], q[i]] where q are the 1/b, 2/b, ..., 1 quantiles taken as data values
+    (inverted CDF): every bucket holds at least its upper edge, and equal lengths always share a bucket (many
+    equal lengths merge buckets rather than split identical texts apart).
     """
     lengths = np.asarray(lengths)
     correct = np.asarray(correct, dtype=bool)
     if lengths.size == 0:
         return []
-    edges = np.unique(np.quantile(lengths, np.linspace(0, 1, buckets + 1), method="inverted_cdf"))
-    index = np.searchsorted(edges[1:-1], lengths, side="right")
+    uppers = np.unique(np.quantile(lengths, np.arange(1, buckets + 1) / buckets, method="inverted_cdf"))
+    index = np.searchsorted(uppers, lengths, side="left")
     rows = []
-    for b in range(len(edges) - 1 if len(edges) > 1 else 1):
+    for b in range(len(uppers)):
         members = index == b
         count = int(members.sum())
-        if not count:
-            continue
         errors = int((~correct[members]).sum())
         rows.append({"lower": int(lengths[members].min()), "upper": int(lengths[members].max()),
                      "examples": count, "errors": errors, "error_rate": errors / count})

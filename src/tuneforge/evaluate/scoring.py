@@ -1,7 +1,9 @@
-"""Evaluate a run on a labelled file: the same checks as training, the same metrics as training."""
+"""Evaluate a run on a labelled file: the same checks and metrics as training, plus calibration, error analysis
+and the recipe's metric plugins."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -10,12 +12,50 @@ import numpy as np
 from tuneforge.data import validation as checks
 from tuneforge.data.loading import read_table
 from tuneforge.errors import DataError
+from tuneforge.evaluate.calibration import calibration_report, scaled_probabilities
+from tuneforge.evaluate.error_analysis import error_analysis, word_counts
+from tuneforge.evaluate.plugins import load_plugins, run_plugins
 from tuneforge.predict import Predictor
+from tuneforge.recipe import Recipe
+from tuneforge.tasks import get_task
+
+
+def analyse_predictions(recipe: Recipe, label_names: list[str] | None, logits: np.ndarray, labels: np.ndarray,
+                        texts: Sequence[str], pairs: Sequence[str] | None, temperature: float) -> dict[str, Any]:
+    """Task metrics plus calibration, error analysis and the recipe's plug-ins, for any split.
+
+    Training (validation/test splits) and `tuneforge evaluate` both call this, so their numbers agree.
+    """
+    metrics = get_task(recipe.task).compute_metrics(logits, labels, label_names)
+    metrics["examples"] = len(texts)
+    if label_names is not None:
+        probabilities = scaled_probabilities(logits, temperature)
+        predictions = probabilities.argmax(axis=1)
+        calibration = calibration_report(logits, labels, temperature, recipe.calibration.bins)
+        lengths = word_counts(texts) + (word_counts(pairs) if pairs is not None else 0)
+        metrics["ece"] = calibration["ece_after"]
+        metrics["calibration"] = calibration
+        metrics["error_analysis"] = error_analysis(texts, labels, probabilities, label_names, lengths)
+    else:
+        probabilities = None
+        predictions = np.asarray(logits, dtype=np.float64).reshape(-1)
+        metrics["calibration"] = None
+        metrics["error_analysis"] = None
+    metrics["plugins"] = run_plugins(recipe.evaluation.plugins, texts, labels, predictions, probabilities,
+                                     label_names)
+    return metrics
 
 
 def score_file(predictor: Predictor, path: str | Path, batch_size: int = 64) -> tuple[dict[str, Any], list[dict]]:
-    """Metrics and per-row predictions for a labelled file; raises `DataError` listing every problem."""
+    """Metrics and per-row predictions for a labelled file; raises `DataError` listing every problem.
+
+    Besides the task metrics the dict holds `calibration` (ECE/NLL before and after the run's stored temperature,
+    reliability table), `ece` (after), `error_analysis` (both None for regression) and `plugins` (one entry per
+    `evaluation.plugins` path). Rows carry temperature-scaled probabilities, like `Predictor.predict`.
+    """
     spec = predictor.recipe.data
+    plugin_paths = predictor.recipe.evaluation.plugins
+    load_plugins(plugin_paths)  # a misnamed plugin is a configuration error: stop before any inference
     path = str(path)
     dataset = read_table(path, "test")
     required = [spec.text_column, spec.label_column] + ([spec.text_pair_column] if spec.text_pair_column else [])
@@ -40,8 +80,8 @@ def score_file(predictor: Predictor, path: str | Path, batch_size: int = 64) -> 
         labels = np.asarray([index[checks.label_key(v)] for v in raw_labels])
     else:
         labels = np.asarray([float(v) for v in raw_labels])
-    metrics = predictor.task.compute_metrics(logits, labels, predictor.labels)
-    metrics["examples"] = len(texts)
-    rows = predictor.task.decode(logits, predictor.labels)
+    metrics = analyse_predictions(predictor.recipe, predictor.labels, logits, labels, texts, pairs,
+                                  predictor.temperature)
+    rows = predictor.task.decode(predictor.scale_logits(logits), predictor.labels)
     return metrics, [{"text": t, "true": checks.label_key(y) if predictor.labels else float(y), **r}
                      for t, y, r in zip(texts, raw_labels, rows, strict=True)]

@@ -28,6 +28,9 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from tuneforge import artifacts
 from tuneforge.data.prepare import LABEL_FIELD, PreparedData, prepare_data
 from tuneforge.errors import Problem, TuneforgeError
+from tuneforge.evaluate.calibration import fit_temperature, reliability_diagram, write_temperature
+from tuneforge.evaluate.plugins import load_plugins
+from tuneforge.evaluate.scoring import analyse_predictions
 from tuneforge.models.freezing import apply_freezing, count_parameters
 from tuneforge.models.loading import load_sequence_model, load_tokenizer
 from tuneforge.models.resolve import resolve_model
@@ -223,6 +226,7 @@ def fine_tune(recipe: Recipe, *, resume: bool = False, callbacks: Sequence[Train
     recipe.output.dir = str(layout.root)
     artifacts.write_text(layout.recipe, recipe.to_yaml())
 
+    load_plugins(recipe.evaluation.plugins)  # a misnamed plug-in fails now, not after hours of training
     set_seed(recipe.train.seed)
     data = prepare_data(recipe)
     if on_warnings is not None and data.warnings:
@@ -308,6 +312,7 @@ def fine_tune(recipe: Recipe, *, resume: bool = False, callbacks: Sequence[Train
             "class_weights": dict(zip(data.labels, class_weights, strict=True)) if class_weights else None,
         },
     }
+    temperature = 1.0
     for role, split in (("validation", data.validation), ("test", data.test)):
         if split is None:
             continue
@@ -317,13 +322,18 @@ def fine_tune(recipe: Recipe, *, resume: bool = False, callbacks: Sequence[Train
         if not np.array_equal(np.asarray(output.label_ids).reshape(truth.shape), truth):
             raise TuneforgeError(f"predictions on the {role} split came back out of order",
                                  fix="report this as a bug; run with train.group_by_length: false meanwhile")
-        metrics[role] = task.compute_metrics(logits, truth, data.labels)
-        metrics[role]["examples"] = len(split)
+        if role == "validation" and data.labels is not None and recipe.calibration.temperature_scaling:
+            temperature = fit_temperature(logits, truth)
+            write_temperature(layout.calibration, temperature)
+        texts = split[spec.text_column]
+        pairs = split[spec.text_pair_column] if spec.text_pair_column else None
+        metrics[role] = analyse_predictions(recipe, data.labels, logits, truth, texts, pairs, temperature)
         metrics[role]["loss"] = output.metrics.get(f"{role}_loss")
         if role == "test":
-            truths = split[spec.label_column]
-            _write_predictions(layout.test_predictions, split[spec.text_column], truths,
-                               task.decode(logits, data.labels))
+            scaled = logits / temperature if data.labels is not None else logits
+            _write_predictions(layout.test_predictions, texts, split[spec.label_column],
+                               task.decode(scaled, data.labels))
+    metrics["training"]["temperature"] = temperature if data.labels is not None else None
     artifacts.write_json(layout.metrics, metrics)
     _write_plots(layout, trainer.state.log_history, metrics, metric, data.labels)
     return Run(layout.root, recipe, metrics)
@@ -376,4 +386,7 @@ def _write_plots(layout: RunLayout, history: list[dict[str, Any]], metrics: dict
         if role in metrics:
             matrix = metrics[role]["confusion_matrix"]["matrix"]
             plots.confusion_matrix(matrix, labels, layout.confusion_matrix, f"Confusion matrix ({role})")
+            reliability = (metrics[role].get("calibration") or {}).get("reliability")
+            if reliability:
+                reliability_diagram(reliability, layout.reliability_diagram, f"Reliability ({role})")
             return
