@@ -12,10 +12,11 @@ from sklearn.model_selection import train_test_split
 
 from tuneforge.data import validation as checks
 from tuneforge.data.loading import read_table
-from tuneforge.errors import DataError, Problem
+from tuneforge.errors import DataError, Problem, TuneforgeError
 from tuneforge.recipe import Recipe
 
 LABEL_FIELD = "labels"  # the name Transformers models expect
+WEIGHT_FIELD = "example_weights"  # optional per-example loss weights (fairness reweighting), mean about 1
 
 
 @dataclass
@@ -26,6 +27,7 @@ class PreparedData:
     labels: list[str] | None  # class names in id order; None for regression
     warnings: list[Problem] = field(default_factory=list)
     sources: dict[str, str] = field(default_factory=dict)
+    mitigation: dict[str, Any] | None = None  # what bias mitigation changed in the training split
 
     def class_counts(self) -> dict[str, int]:
         if self.labels is None:
@@ -178,7 +180,44 @@ def prepare_data(recipe: Recipe) -> PreparedData:
         train, validation = _carve(train, share, train[LABEL_FIELD] if stratify else None, spec.split_seed)
     if recipe.task == "classification" and recipe.imbalance.oversample:
         train = _oversample(train, recipe.train.seed)
+    train, mitigation = _mitigate(train, recipe)
 
     sources = {role: path for role, (path, _) in loaded.items()}
     return PreparedData(train=train, validation=validation, test=test, labels=label_names, warnings=warnings,
-                        sources=sources)
+                        sources=sources, mitigation=mitigation)
+
+
+def _mitigate(train: datasets.Dataset, recipe: Recipe) -> tuple[datasets.Dataset, dict[str, Any] | None]:
+    """Training-time bias mitigation from the recipe's fairness section; evaluation splits stay untouched."""
+    fairness, spec = recipe.fairness, recipe.data
+    if fairness.mitigation == "none":
+        return train, None
+    from tuneforge.evaluate.identity import joint_groups, load_terms
+    from tuneforge.evaluate.mitigation import counterfactual_augmentation, group_reweighting
+
+    terms = load_terms(fairness.identity_categories, fairness.identity_terms_file)
+    texts = train[spec.text_column]
+    if fairness.mitigation == "reweight":
+        column = next((c for c in fairness.sensitive_columns if c in train.column_names), None)
+        groups = train[column] if column else joint_groups(texts, terms)
+        weights = group_reweighting(groups, train[LABEL_FIELD])
+        grouped = Counter(str(g) for g in groups if g is not None)
+        summary = {"method": "reweight", "groups_from": column or "identity terms", "groups": dict(grouped),
+                   "weight_min": float(weights.min()), "weight_max": float(weights.max())}
+        return train.add_column(WEIGHT_FIELD, weights.tolist()), summary
+    if spec.text_pair_column:
+        raise TuneforgeError("counterfactual augmentation swaps terms in single texts; this recipe has text pairs",
+                             fix="use fairness.mitigation: reweight for sentence-pair tasks")
+    augmented, labels = counterfactual_augmentation(texts, train[LABEL_FIELD], terms)
+    added = len(augmented) - len(texts)
+    summary = {"method": "counterfactual_augmentation", "added_rows": added}
+    if added == 0:
+        return train, summary
+    core = train.select_columns([spec.text_column, spec.label_column, LABEL_FIELD])
+    raw_label = dict(zip(core[LABEL_FIELD], core[spec.label_column], strict=True))
+    extra = datasets.Dataset.from_dict(
+        {spec.text_column: augmented[len(texts):], spec.label_column: [raw_label[i] for i in labels[len(texts):]],
+         LABEL_FIELD: labels[len(texts):]},
+        features=core.features,
+    )
+    return datasets.concatenate_datasets([core, extra]), summary

@@ -17,7 +17,6 @@ import torch.nn.functional as F
 from tuneforge.recipe import Recipe
 
 LossFunction = Callable[..., torch.Tensor]
-WEIGHT_FIELD = "example_weights"  # optional per-example weights (e.g. fairness reweighting), mean about 1
 
 
 def balanced_class_weights(counts: list[int]) -> list[float]:

@@ -26,7 +26,7 @@ from transformers import (
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from tuneforge import artifacts
-from tuneforge.data.prepare import LABEL_FIELD, PreparedData, prepare_data
+from tuneforge.data.prepare import LABEL_FIELD, WEIGHT_FIELD, PreparedData, prepare_data
 from tuneforge.errors import Problem, TuneforgeError
 from tuneforge.evaluate.calibration import fit_temperature, reliability_diagram, write_temperature
 from tuneforge.evaluate.plugins import load_plugins
@@ -41,7 +41,7 @@ from tuneforge.run import Run, RunLayout
 from tuneforge.tasks import get_task
 from tuneforge.tasks.text import tokenize_dataset
 from tuneforge.train.callbacks import GradualUnfreezeCallback, JsonlLogCallback
-from tuneforge.train.losses import WEIGHT_FIELD, build_loss, resolve_class_weights
+from tuneforge.train.losses import build_loss, resolve_class_weights
 from tuneforge.train.sampling import SeededLengthGroupedSampler
 
 
@@ -372,6 +372,7 @@ def _write_data_summary(layout: RunLayout, data: PreparedData, class_weights: li
         "class_weights": (dict(zip(data.labels, class_weights, strict=True))
                           if class_weights and data.labels else None),
         "text_lengths": _length_statistics(tokenized, max_length),
+        "mitigation": data.mitigation,
         "warnings": [str(w) for w in data.warnings],
     }
     artifacts.write_json(layout.data_summary, summary)
