@@ -229,8 +229,10 @@ def test_relative_data_paths_resolve_against_the_recipe_folder(tmp_path, monkeyp
     absolute = str(tmp_path / "abs" / "test.csv")
     path = folder / "recipe.yaml"
     path.write_text(yaml.safe_dump({"data": {"train": "data/train.csv", "validation": "../val.csv",
-                                             "test": absolute}}), encoding="utf-8")
+                                             "test": absolute},
+                                    "fairness": {"identity_terms_file": "terms.yaml"}}), encoding="utf-8")
     recipe = load_recipe(path)
+    assert Path(recipe.fairness.identity_terms_file) == (folder / "terms.yaml").resolve()
     assert Path(recipe.data.train) == (folder / "data" / "train.csv").resolve()
     assert Path(recipe.data.validation) == (tmp_path / "project" / "val.csv").resolve()
     assert recipe.data.test == absolute

@@ -354,11 +354,14 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[s
 
 
 def _resolve_data_paths(recipe: Recipe, base_dir: Path) -> Recipe:
-    """Relative data paths in a recipe file are relative to that file, as a reader of the YAML expects."""
+    """Relative data and identity-term paths in a recipe are relative to its file, as a reader of the YAML expects."""
     for split in ("train", "validation", "test"):
         value = getattr(recipe.data, split)
         if value and not Path(value).is_absolute() and not value.startswith(("hf://", "http://", "https://")):
             setattr(recipe.data, split, str((base_dir / value).resolve()))
+    terms = recipe.fairness.identity_terms_file
+    if terms and not Path(terms).is_absolute():
+        recipe.fairness.identity_terms_file = str((base_dir / terms).resolve())
     return recipe
 
 

@@ -1,9 +1,171 @@
-"""`tuneforge fairness`."""
+"""`tuneforge fairness`: audit a trained classifier for group disparities and identity-term sensitivity."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import typer
+from rich.table import Table
+
+from tuneforge.cli.common import quiet_libraries
+from tuneforge.cli.display import console, errors
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+def _clip(text: str, width: int = 70) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def group_table(name: str, result: dict[str, Any]) -> Table:
+    source = "sensitive column" if result["source"] == "column" else "inferred from identity terms"
+    table = Table(title=f"Groups: {name} ({source}; positive label '{result['positive_label']}')")
+    table.add_column("group")
+    columns = ("count", "accuracy", "f1_macro", "selection_rate", "false_positive_rate", "false_negative_rate")
+    headers = ("count", "accuracy", "F1 macro", "selection rate", "FPR", "FNR")
+    for header in headers:
+        table.add_column(header, justify="right")
+    for group, row in result["groups"].items():
+        table.add_row(group, *(_fmt(row[c]) for c in columns))
+    if result["overall"]:
+        table.add_row("[bold]all grouped[/bold]", *(_fmt(result["overall"][c]) for c in columns))
+    return table
+
+
+def disparity_table(attributes: dict[str, dict[str, Any]], thresholds: dict[str, Any]) -> Table:
+    table = Table(title="Disparities between groups")
+    for column in ("attribute", "groups compared", "DP difference", "DP ratio", "EO difference", "EO ratio"):
+        table.add_column(column, justify="left" if column in ("attribute", "groups compared") else "right")
+
+    def marked(value: float | None, limit: float | None) -> str:
+        text = _fmt(value)
+        return f"[red]{text}[/red]" if value is not None and limit is not None and value > limit else text
+
+    for name, result in attributes.items():
+        table.add_row(name, ", ".join(result["compared_groups"]) or "-",
+                      marked(result["demographic_parity_difference"], thresholds["max_demographic_parity_difference"]),
+                      _fmt(result["demographic_parity_ratio"]),
+                      marked(result["equalized_odds_difference"], thresholds["max_equalized_odds_difference"]),
+                      _fmt(result["equalized_odds_ratio"]))
+    return table
+
+
+def counterfactual_table(probe: dict[str, Any], limit: float | None) -> Table:
+    table = Table(title=f"Counterfactual swaps (change in P('{probe['positive_label']}'))")
+    for column in ("category", "texts", "pairs", "flips", "flip rate", "mean |change|", "max |change|"):
+        table.add_column(column, justify="left" if column == "category" else "right")
+    for category, result in probe["categories"].items():
+        rate = _fmt(result["flip_rate"])
+        if result["flip_rate"] is not None and limit is not None and result["flip_rate"] > limit:
+            rate = f"[red]{rate}[/red]"
+        table.add_row(category, str(result["texts_probed"]), str(result["pairs"]), str(result["flips"]), rate,
+                      _fmt(result["mean_abs_change"]), _fmt(result["max_abs_change"]))
+    return table
+
+
+def worst_table(probe: dict[str, Any]) -> Table | None:
+    rows = [(category, row) for category, result in probe["categories"].items() for row in result["worst"]]
+    if not rows:
+        return None
+    table = Table(title="Largest counterfactual changes")
+    for column in ("category", "original", "variant", "label", f"P('{probe['positive_label']}')"):
+        table.add_column(column)
+    for category, row in rows:
+        table.add_row(category, _clip(row["original"]), _clip(row["variant"]),
+                      f"{row['original_label']} → {row['variant_label']}",
+                      f"{row['original_probability']:.3f} → {row['variant_probability']:.3f}")
+    return table
+
+
+def show_report(report: dict[str, Any]) -> None:
+    thresholds = report["thresholds"]
+    if not report["attributes"] and not report.get("counterfactual"):
+        console.print("[yellow]nothing to audit[/yellow]: no sensitive column, no identity category and no "
+                      "counterfactual probe")
+    for name, result in report["attributes"].items():
+        if not result["groups"]:
+            console.print(f"[yellow]{name}[/yellow]: no row has a group; nothing to compare")
+            continue
+        console.print(group_table(name, result))
+    if any(result["groups"] for result in report["attributes"].values()):
+        console.print(disparity_table(report["attributes"], thresholds))
+    probe = report.get("counterfactual")
+    if probe:
+        console.print(counterfactual_table(probe, thresholds["max_counterfactual_flip_rate"]))
+        worst = worst_table(probe)
+        if worst is not None:
+            console.print(worst)
 
 
 def register(app: typer.Typer) -> None:
     """Adds the verb to the application."""
+
+    @app.command()
+    def fairness(
+        run_dir: Path = typer.Argument(..., exists=True, file_okay=False, help="A run directory."),
+        data: Path = typer.Option(..., "--data", help="Labelled file with the run's text and label columns."),
+        sensitive_column: list[str] = typer.Option(
+            None, "--sensitive-column", help="Column naming each row's group; repeatable "
+                                             "(default: fairness.sensitive_columns; none: infer from identity terms)."),
+        category: list[str] = typer.Option(
+            None, "--category", help="Identity-term category to infer groups and swap terms for; repeatable "
+                                     "(default: fairness.identity_categories)."),
+        terms_file: Path = typer.Option(None, "--terms-file", help="YAML extending the identity-term lists "
+                                                                   "(default: fairness.identity_terms_file)."),
+        positive_label: str = typer.Option(None, help="Class compared across groups (default: the minority class)."),
+        max_dp_difference: float = typer.Option(None, "--max-dp-difference", min=0,
+                                                help="Fail when a demographic-parity difference exceeds this."),
+        max_eo_difference: float = typer.Option(None, "--max-eo-difference", min=0,
+                                                help="Fail when an equalised-odds difference exceeds this."),
+        max_flip_rate: float = typer.Option(None, "--max-flip-rate", min=0, max=1,
+                                            help="Fail when a counterfactual flip rate exceeds this."),
+        counterfactual: bool = typer.Option(None, "--counterfactual/--no-counterfactual",
+                                            help="Run the identity-swap probe (default: fairness.counterfactual)."),
+        limit: int = typer.Option(None, min=1, help="Probe at most this many texts per category."),
+        output: Path = typer.Option(None, help="Folder for fairness.json (default: RUN_DIR)."),
+        batch_size: int = typer.Option(64, min=1, help="Texts per batch."),
+        device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    ) -> None:
+        """Group metrics, disparities and counterfactual flips of a classifier; exits 1 when a threshold is breached.
+
+        Thresholds and groups default to the run recipe's `fairness:` section; flags override them.
+        """
+        quiet_libraries()
+        from tuneforge import artifacts
+        from tuneforge.evaluate.fairness_audit import audit, read_audit_data
+        from tuneforge.predict import Predictor
+        from tuneforge.recipe import FairnessSpec
+
+        predictor = Predictor.from_run(run_dir, device)
+        flags = {
+            "sensitive_columns": sensitive_column or None,
+            "identity_categories": category or None,
+            "identity_terms_file": str(terms_file) if terms_file is not None else None,
+            "positive_label": positive_label,
+            "counterfactual": counterfactual,
+            "max_demographic_parity_difference": max_dp_difference,
+            "max_equalized_odds_difference": max_eo_difference,
+            "max_counterfactual_flip_rate": max_flip_rate,
+        }
+        spec = FairnessSpec.model_validate({**predictor.recipe.fairness.model_dump(),
+                                            **{key: value for key, value in flags.items() if value is not None}})
+        audit_data = read_audit_data(predictor, data, spec.sensitive_columns)
+        report = audit(predictor, audit_data, spec, counterfactual_limit=limit, batch_size=batch_size)
+        report = {"run": str(run_dir.resolve()), **report}
+        target = (output if output is not None else run_dir) / "fairness.json"
+        artifacts.write_json(target, report)
+        show_report(report)
+        console.print(f"fairness report written to {target}")
+        if report["breaches"]:
+            errors.print(f"[red bold]fairness check failed:[/red bold] {len(report['breaches'])} threshold(s) "
+                         "breached", highlight=False)
+            for breach in report["breaches"]:
+                errors.print(f"  - {breach}", highlight=False)
+            raise typer.Exit(1)
