@@ -7,12 +7,15 @@
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from tuneforge.errors import Problem
     from tuneforge.predict import Predictor
     from tuneforge.recipe import Recipe
     from tuneforge.run import Run
@@ -27,8 +30,13 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
 
 
 def fine_tune(recipe: Recipe | dict[str, Any] | str | Path, *, overrides: list[str] | None = None,
-              resume: bool = False, callbacks: list[Any] | None = None) -> Run:
-    """Fine-tune from a `Recipe`, a dict shaped like the YAML, or a path to a recipe file."""
+              resume: bool = False, callbacks: list[Any] | None = None,
+              on_warnings: Callable[[list[Problem]], None] | None = None) -> Run:
+    """Fine-tune from a `Recipe`, a dict shaped like the YAML, or a path to a recipe file.
+
+    Warnings that do not stop training (texts shared between splits, an after-training step that failed)
+    go to `on_warnings`; by default they are issued as Python `UserWarning`s, so they are never silent.
+    """
     from tuneforge.recipe import Recipe, recipe_from_dict
     from tuneforge.recipe import load_recipe as _load
     from tuneforge.train.runner import fine_tune as _fine_tune
@@ -41,7 +49,12 @@ def fine_tune(recipe: Recipe | dict[str, Any] | str | Path, *, overrides: list[s
         resolved = recipe_from_dict(recipe.model_dump(), overrides) if overrides else recipe
     else:
         raise TypeError("recipe must be a Recipe, a dict or a path to a YAML file")
-    return _fine_tune(resolved, resume=resume, callbacks=callbacks or [])
+    return _fine_tune(resolved, resume=resume, callbacks=callbacks or [], on_warnings=on_warnings or _warn)
+
+
+def _warn(problems: list[Problem]) -> None:
+    for problem in problems:
+        warnings.warn(str(problem), UserWarning, stacklevel=3)
 
 
 def load(run_dir: str | Path, device: str = "auto") -> Predictor:

@@ -12,6 +12,9 @@ import yaml
 from tuneforge.errors import TuneforgeError
 from tuneforge.recipe import Recipe, recipe_from_dict
 
+FAIRNESS_FILE = "fairness.json"
+EXPLANATIONS_DIR = "explanations"
+
 
 @dataclass(frozen=True)
 class RunLayout:
@@ -61,6 +64,15 @@ class RunLayout:
     @property
     def reliability_diagram(self) -> Path:
         return self.root / "reliability_diagram.png"
+
+    @property
+    def fairness(self) -> Path:
+        """The fairness audit of the test split (or of the last `tuneforge fairness` run)."""
+        return self.root / FAIRNESS_FILE
+
+    @property
+    def explanations(self) -> Path:
+        return self.root / EXPLANATIONS_DIR
 
     @property
     def evaluations(self) -> Path:

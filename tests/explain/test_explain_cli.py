@@ -37,6 +37,7 @@ def test_texts_with_all_methods_write_every_file(trigger_run, tmp_path, capsys):
                               "attention_rollout": "attention_000_rollout.png"}
     page = (out / "explanations.html").read_text()
     assert page.count("data:image/png;base64,") == 4 and "&lt;b&gt;" in page
+    assert "Most influential tokens per class" in page
     global_tokens = json.loads((out / "global_tokens.json").read_text())
     assert set(global_tokens) == {"ig", "shap", "lime", "attention"}
     assert set(global_tokens["ig"]) == {"positive", "negative"}

@@ -12,12 +12,18 @@ from tests.conftest import make_regression_rows, make_rows, tiny_recipe, write_c
 LIGHT = shutil.ignore_patterns("checkpoints", "model", "tensorboard")  # the report reads neither
 
 
+def with_pronouns(rows: list[dict]) -> list[dict]:
+    """Every other text names a gender, so the fairness audit that ends training has groups to compare."""
+    return [{**row, "text": f"{('she', 'he')[i % 4 // 2]} said {row['text']}" if i % 2 == 0 else row["text"]}
+            for i, row in enumerate(rows)]
+
+
 @pytest.fixture(scope="session")
 def trained_runs(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     import tuneforge
 
     root = tmp_path_factory.mktemp("report-runs")
-    classification = {role: write_csv(root / "c" / f"{role}.csv", make_rows(count, seed))
+    classification = {role: write_csv(root / "c" / f"{role}.csv", with_pronouns(make_rows(count, seed)))
                       for role, count, seed in (("train", 60, 2), ("validation", 30, 3), ("test", 30, 4))}
     regression = {role: write_csv(root / "r" / f"{role}.csv", make_regression_rows(count, seed))
                   for role, count, seed in (("train", 60, 2), ("validation", 20, 3), ("test", 20, 4))}

@@ -7,6 +7,7 @@ explanations payload), but the report must not depend on them being exact, so te
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -111,7 +112,8 @@ def add_extras(run_dir: Path) -> None:
     png(run_dir / "reliability_diagram.png", "reliability")
     (run_dir / "fairness.json").write_text(json.dumps(FAIRNESS))
     folder = run_dir / "explanations"
-    folder.mkdir(exist_ok=True)
+    shutil.rmtree(folder, ignore_errors=True)  # replace what training wrote with this known sample
+    folder.mkdir()
     (folder / "explanations.json").write_text(json.dumps(EXPLANATIONS))
     (folder / "explanations.html").write_text("<p>fallback fragment</p>")
     png(folder / "attention_000_rollout.png", "rollout")
@@ -130,7 +132,8 @@ def add_malformed(run_dir: Path) -> None:
     (run_dir / "fairness.json").write_text(json.dumps([{"group": "a", "gap": 0.5}, "stray string", 3]))
     (run_dir / "reliability_diagram.png").write_bytes(b"this is not a png")
     folder = run_dir / "explanations"
-    folder.mkdir(exist_ok=True)
+    shutil.rmtree(folder, ignore_errors=True)  # replace what training wrote with this known sample
+    folder.mkdir()
     (folder / "explanations.json").write_text(json.dumps({"texts": [
         {"text": "scores per class", "explanations": {"ig": {"tokens": ["a", "b"], "scores": [[0.1, 0.2], [0.3]]}}},
         {"text": 42, "prediction": ["odd"], "explanations": {"lime": {"tokens": ["x", "y", "z"], "scores": [1]}}},

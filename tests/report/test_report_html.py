@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 from tests.report.samples import add_extras, add_malformed
@@ -59,15 +60,23 @@ def test_classification_report(classification_run: Path) -> None:
         assert f">{row['support']}</td>" in table
     assert "Confusion matrix" in table and "data:image/png;base64," in table
 
-    for missing, command in (("fairness", "tuneforge fairness"), ("explanations", "tuneforge explain")):
-        hint = section(page, missing)
-        assert "Not computed" in hint and command in hint and "--data FILE" in hint
+    # Training ended with a fairness audit of the test split and explanations of its first rows.
+    audit = json.loads((classification_run / "fairness.json").read_text())
+    fairness = section(page, "fairness")
+    assert "Not computed" not in fairness and "Gender" in fairness
+    assert all(group in fairness for group in audit["attributes"]["gender"]["groups"])
+    assert "Counterfactual probe" in fairness
+    explanations = section(page, "explanations")
+    explained = json.loads((classification_run / "explanations" / "explanations.json").read_text())
+    assert len(explained["texts"]) == 3 and "Integrated Gradients" in explanations
+    assert "Most influential tokens per class" in explanations
+    assert explanations.count("data:image/png;base64,") == 6  # per text: heads grid and rollout
 
     card = section(page, "model-card")
     for heading in ("Intended use", "Training data", "Evaluation data and results", "Limitations and risks",
                     "Base model and licence"):
         assert heading in card
-    assert "Fairness was not assessed" in card and "see the base model's card" in card
+    assert "Fairness findings" in card and "see the base model's card" in card
     markdown = (classification_run / "model_card.md").read_text(encoding="utf-8")
     assert markdown.startswith(f"# Model card: {classification_run.name}")
     assert f"{metrics['test']['accuracy']:.4f}" in markdown and "## Limitations and risks" in markdown
@@ -82,9 +91,12 @@ def test_hints_for_every_missing_input(classification_run: Path) -> None:
     (classification_run / "metrics.json").write_text(json.dumps(metrics))
     for name in ("calibration.json", "reliability_diagram.png", "fairness.json"):
         (classification_run / name).unlink(missing_ok=True)
+    shutil.rmtree(classification_run / "explanations")
     page = build_report(classification_run).read_text(encoding="utf-8")
     for section_id in ("calibration", "errors", "fairness", "explanations"):
         assert "Not computed" in section(page, section_id), section_id
+    for missing, command in (("fairness", "tuneforge fairness"), ("explanations", "tuneforge explain")):
+        assert command in section(page, missing) and "--data FILE" in section(page, missing)
     assert "calibration.temperature_scaling: true" in section(page, "calibration")
     assert 'id="plugins"' not in page  # no plugin configured: no section at all
     assert "Calibration was not measured" in section(page, "model-card")

@@ -10,7 +10,7 @@ from tuneforge.cli.common import build_recipe, quiet_libraries, recipe_for_resum
 from tuneforge.cli.display import RichProgressCallback, console, show_metrics, show_problems
 from tuneforge.demo import demo_recipe
 from tuneforge.recipe import Recipe
-from tuneforge.run import Run
+from tuneforge.run import Run, RunLayout
 
 
 def _train(recipe: Recipe, resume: bool) -> Run:
@@ -25,8 +25,24 @@ def _train(recipe: Recipe, resume: bool) -> Run:
     training = run.metrics["training"]
     console.print(f"trained {training['global_steps']} steps in {training['runtime_seconds']:.0f} s"
                   f"{' (stopped early)' if training['stopped_early'] else ''}")
+    _show_extras(RunLayout(run.directory.resolve()))
     console.print(f"[green]run directory:[/green] {run.directory.resolve()}")
     return run
+
+
+def _show_extras(layout: RunLayout) -> None:
+    """One line per after-training artifact, so the user knows the report and the audit exist."""
+    import json
+
+    if layout.fairness.is_file():
+        audit = json.loads(layout.fairness.read_text(encoding="utf-8"))
+        verdict = "[green]passed[/green]" if audit.get("passed") else \
+            f"[red]{len(audit.get('breaches', []))} threshold(s) breached[/red]"
+        console.print(f"fairness audit of the test split: {verdict} ({layout.fairness.name})")
+    if (layout.explanations / "explanations.html").is_file():
+        console.print(f"example explanations: {layout.explanations / 'explanations.html'}")
+    if (layout.root / "report.html").is_file():
+        console.print(f"[green]report:[/green] {layout.root / 'report.html'}  (tuneforge report {layout.root} --open)")
 
 
 def register(app: typer.Typer) -> None:

@@ -24,6 +24,7 @@ from tuneforge.explain.attributions import (
 
 METHODS = ("ig", "shap", "lime", "attention")
 SCHEMA_VERSION = 1
+GLOBAL_FILE = "global_tokens.json"
 
 
 @dataclass(frozen=True)
@@ -161,10 +162,21 @@ def write_explanations(results: Sequence[TextExplanation], output: Path, source:
         sections.append(PageSection(heading, list(result.attributions.values()), images, note=result.text))
     written["json"] = output / "explanations.json"
     artifacts.write_json(written["json"], explanations_payload(results, plots, source))
-    written["html"] = output / "explanations.html"
-    artifacts.write_text(written["html"], explanation_page(sections, title=title,
-                                                            intro=f"Source: {source}" if source else ""))
+    global_tokens = None
     if len(results) > 1 and any(result.attributions for result in results):
-        written["global"] = output / "global_tokens.json"
-        artifacts.write_json(written["global"], global_importance(results))
+        global_tokens = global_importance(results)
+        written["global"] = output / GLOBAL_FILE
+        artifacts.write_json(written["global"], global_tokens)
+    written["html"] = output / "explanations.html"
+    artifacts.write_text(written["html"], explanation_page(sections, title=title, global_tokens=global_tokens,
+                                                            intro=f"Source: {source}" if source else ""))
+    _remove_stale(output, set(written.values()))
     return written
+
+
+def _remove_stale(output: Path, written: set[Path]) -> None:
+    """Files of an earlier explanation in the same folder would otherwise be read as part of this one."""
+    stale = [*output.glob("attention_*_heads.png"), *output.glob("attention_*_rollout.png"), output / GLOBAL_FILE]
+    for path in stale:
+        if path not in written:
+            path.unlink(missing_ok=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import html
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,8 +82,28 @@ def _image(path: Path, caption: str) -> str:
             f"{html.escape(caption)}</figcaption></figure>")
 
 
-def explanation_page(sections: Sequence[PageSection], title: str = "Explanations", intro: str = "") -> str:
-    """A whole HTML page: one section per text, plots embedded, readable offline."""
+def global_tokens_html(global_tokens: Mapping[str, Mapping[str, Sequence[Mapping[str, object]]]], top: int = 10
+                       ) -> str:
+    """Per method, per class: the tokens with the highest mean score over all explained texts."""
+    cell = 'style="padding:2px 8px;border-bottom:1px solid #eee"'
+    parts = ['<h2 style="font-size:16px">Most influential tokens per class (mean score over all texts)</h2>']
+    for method, by_label in global_tokens.items():
+        columns = []
+        for label, items in by_label.items():
+            rows = "".join(f"<tr><td {cell}>{html.escape(str(item['token']))}</td>"
+                           f"<td {cell} align=\"right\">{float(item['mean_score']):+.4f}</td>"
+                           f"<td {cell} align=\"right\">{int(item['count'])}</td></tr>" for item in items[:top])
+            columns.append(f'<table style="border-collapse:collapse;font-size:13px;margin:0 16px 8px 0">'
+                           f'<caption style="text-align:left;font-weight:bold">{html.escape(label)}</caption>'
+                           f"<tr><th {cell}>token</th><th {cell}>mean</th><th {cell}>texts</th></tr>{rows}</table>")
+        parts.append(f'<h3 style="font-size:14px">{html.escape(METHOD_NAMES.get(method, method))}</h3>'
+                     f'<div style="display:flex;flex-wrap:wrap">{"".join(columns)}</div>')
+    return '<section style="border-top:1px solid #ddd;padding:8px 0">' + "\n".join(parts) + "</section>"
+
+
+def explanation_page(sections: Sequence[PageSection], title: str = "Explanations", intro: str = "",
+                     global_tokens: Mapping[str, Mapping[str, Sequence[Mapping[str, object]]]] | None = None) -> str:
+    """A whole HTML page: the global token view, then one section per text, plots embedded, readable offline."""
     legend = (f'<span style="background:{_colour(1, 1)};padding:1px 4px">supports the class</span> '
               f'<span style="background:{_colour(-1, 1)};padding:1px 4px">speaks against it</span> '
               "(shade: share of the largest score of that method; hover a token for its score)")
@@ -95,6 +115,8 @@ def explanation_page(sections: Sequence[PageSection], title: str = "Explanations
         parts.append(highlight_html(section.attributions))
         parts.extend(_image(path, caption) for caption, path in section.images.items() if path.is_file())
         body.append('<section style="border-top:1px solid #ddd;padding:8px 0">' + "\n".join(parts) + "</section>")
+    if global_tokens:
+        body.insert(0, global_tokens_html(global_tokens))
     return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
             f"<title>{html.escape(title)}</title></head>\n"
             '<body style="font-family:sans-serif;max-width:1100px;margin:20px auto;padding:0 12px">\n'

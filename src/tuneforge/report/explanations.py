@@ -26,6 +26,7 @@ from tuneforge.report.blocks import (
     fmt_value,
     humanize,
     is_scalar,
+    records_table,
     to_blocks,
     truncate,
 )
@@ -235,6 +236,24 @@ LEGEND = ('<p class="legend"><span class="tok" style="background:rgba(22,163,74,
           'hover a word for its score.</p>')
 
 
+GLOBAL_TOP = 10
+
+
+def global_token_blocks(value: Any) -> list[Any]:
+    """The global view: per method, one table per class of the tokens with the highest mean score."""
+    if not isinstance(value, Mapping) or not value:
+        return []
+    blocks: list[Any] = [Heading("Most influential tokens per class")]
+    for method, by_label in value.items():
+        if not isinstance(by_label, Mapping):
+            continue
+        for label, items in by_label.items():
+            if isinstance(items, list) and items:
+                blocks.append(records_table(items[:GLOBAL_TOP], caption=f"{method_name(str(method))}: class "
+                                                                        f"{label} (mean score over the texts)"))
+    return blocks if len(blocks) > 1 else []
+
+
 def build_explanations(inputs: RunInputs) -> Section:
     section = Section("explanations", "Explanations",
                       lead="Which words drove individual predictions, by attribution method.")
@@ -261,6 +280,7 @@ def build_explanations(inputs: RunInputs) -> Section:
         section.blocks.append(Callout("explanations.json has no per-token scores this report can draw; "
                                       "its content is shown as is.", "info"))
         section.blocks.append(Details("explanations.json", to_blocks(inputs.explanations)))
+    section.blocks.extend(global_token_blocks(inputs.global_tokens))
     attention = []
     for path in sorted(folder.rglob("*.png"))[:MAX_ATTENTION_IMAGES] if folder.is_dir() else []:
         if path.resolve() in inputs.used_images:

@@ -16,13 +16,11 @@ from typing import Any
 import yaml
 
 from tuneforge.errors import TuneforgeError
-from tuneforge.run import RunLayout
+from tuneforge.run import EXPLANATIONS_DIR, FAIRNESS_FILE, RunLayout
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MAX_IMAGE_BYTES = 8 * 1024 * 1024  # one figure larger than this would make the page unusable
 CALIBRATION_FILE = "calibration.json"
-FAIRNESS_FILE = "fairness.json"
-EXPLANATIONS_DIR = "explanations"
 
 
 @dataclass
@@ -35,6 +33,7 @@ class RunInputs:
     fairness: Any = None  # fairness.json, None when absent
     explanations: Any = None  # explanations/explanations.json, None when absent
     explanations_html: str | None = None
+    global_tokens: Any = None  # explanations/global_tokens.json: per method, per class, the strongest tokens
     evaluations: dict[str, dict[str, Any]] = field(default_factory=dict)
     notes: dict[str, list[str]] = field(default_factory=dict)  # section id -> problems met while reading
     created: datetime = field(default_factory=datetime.now)
@@ -151,6 +150,7 @@ def load_run(root: Path) -> RunInputs:
     inputs.fairness = _read_json(root / FAIRNESS_FILE, inputs, "fairness")
     explanations = root / EXPLANATIONS_DIR
     inputs.explanations = _read_json(explanations / "explanations.json", inputs, "explanations")
+    inputs.global_tokens = _read_json(explanations / "global_tokens.json", inputs, "explanations")
     fragment = explanations / "explanations.html"
     if fragment.is_file():
         try:

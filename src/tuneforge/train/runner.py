@@ -6,6 +6,7 @@ callbacks together and writes every artifact into the run directory.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import shutil
 import time
@@ -41,6 +42,7 @@ from tuneforge.run import Run, RunLayout
 from tuneforge.tasks import get_task
 from tuneforge.tasks.text import tokenize_dataset
 from tuneforge.train.callbacks import GradualUnfreezeCallback, JsonlLogCallback
+from tuneforge.train.finishing import finish_run
 from tuneforge.train.losses import build_loss, resolve_class_weights
 from tuneforge.train.sampling import SeededLengthGroupedSampler
 
@@ -290,7 +292,7 @@ def fine_tune(recipe: Recipe, *, resume: bool = False, callbacks: Sequence[Train
             fix=f"resume with the same command plus --resume (output: {layout.root})",
         ) from None
 
-    artifacts.write_directory(layout.model, lambda folder: _save_model(trainer, tokenizer, folder))
+    artifacts.write_directory(layout.model, functools.partial(_save_model, trainer, tokenizer))
 
     metrics: dict[str, Any] = {
         "task": recipe.task,
@@ -336,6 +338,8 @@ def fine_tune(recipe: Recipe, *, resume: bool = False, callbacks: Sequence[Train
     metrics["training"]["temperature"] = temperature if data.labels is not None else None
     artifacts.write_json(layout.metrics, metrics)
     _write_plots(layout, trainer.state.log_history, metrics, metric, data.labels)
+    del trainer, model  # the finishing steps reload the saved model; free the training copy first
+    finish_run(layout, recipe, data.test, on_warnings)
     return Run(layout.root, recipe, metrics)
 
 
