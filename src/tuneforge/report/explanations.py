@@ -243,15 +243,15 @@ def global_token_blocks(value: Any) -> list[Any]:
     """The global view: per method, one table per class of the tokens with the highest mean score."""
     if not isinstance(value, Mapping) or not value:
         return []
-    blocks: list[Any] = [Heading("Most influential tokens per class")]
+    tables: list[Any] = []
     for method, by_label in value.items():
         if not isinstance(by_label, Mapping):
             continue
         for label, items in by_label.items():
             if isinstance(items, list) and items:
-                blocks.append(records_table(items[:GLOBAL_TOP], caption=f"{method_name(str(method))}: class "
+                tables.append(records_table(items[:GLOBAL_TOP], caption=f"{method_name(str(method))}: class "
                                                                         f"{label} (mean score over the texts)"))
-    return blocks if len(blocks) > 1 else []
+    return [Details("Most influential tokens per class (all explained texts)", tables)] if tables else []
 
 
 def build_explanations(inputs: RunInputs) -> Section:
