@@ -92,6 +92,29 @@ def test_per_group_error_rates_skip_unknown_groups():
         per_group_error_rates(groups[:2], correct)
 
 
+def test_group_error_rates_per_attribute():
+    # right/wrong per row: R W W R W R W W
+    groups = {"gender": ["f", "f", "m", "m", None, None, "f", "m"], "age": [None] * 8}
+    result = error_analysis(TEXTS, LABELS, PROBABILITIES, NAMES, groups=groups)
+    assert result["group_error_rates"] == {"gender": {
+        "f": {"examples": 3, "errors": 2, "error_rate": pytest.approx(2 / 3)},
+        "m": {"examples": 3, "errors": 2, "error_rate": pytest.approx(2 / 3)}}}  # "age" has no group: left out
+    assert error_analysis(TEXTS, LABELS, PROBABILITIES, NAMES)["group_error_rates"] == {}
+
+
+def test_error_groups_from_identity_terms_or_sensitive_columns():
+    from tuneforge.evaluate.scoring import error_groups
+    from tuneforge.recipe import Recipe
+
+    texts = ["she left early", "he stayed", "the weather"]
+    recipe = Recipe.model_validate({"fairness": {"identity_categories": ["gender"]}})
+    assert error_groups(recipe, texts) == {"gender": ["female", "male", None]}
+    recipe = Recipe.model_validate({"fairness": {"sensitive_columns": ["region"], "identity_categories": ["gender"]}})
+    assert error_groups(recipe, texts, {"region": ["north", "", "south"], "other": [1, 2, 3]}) == {
+        "region": ["north", None, "south"]}
+    assert error_groups(Recipe.model_validate({"fairness": {"identity_categories": []}}), texts) == {}
+
+
 def test_shape_mismatch_is_a_tuneforge_error():
     with pytest.raises(TuneforgeError):
         error_analysis(TEXTS, LABELS, PROBABILITIES[:, :2], NAMES)

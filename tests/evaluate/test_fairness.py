@@ -197,3 +197,25 @@ def test_cli_reports_a_missing_sensitive_column(biased_run, tmp_path, capsys):
     assert code == 1
     assert "sensitive column 'gendr' is missing" in capsys.readouterr().err
     assert not (tmp_path / "fairness.json").exists()
+
+
+def test_mitigation_removes_the_planted_bias_and_compare_shows_it(biased_run, tmp_path):
+    """Counterfactual augmentation gives every text its gender-swapped twin with the same label, so the gender
+    terms stop predicting the label; the side-by-side audit shows the parity gap and the flips shrink."""
+    run, test_file = biased_run
+    recipe = tuneforge.load_recipe(run.directory / "recipe.yaml")
+    recipe.fairness.mitigation = "counterfactual_augmentation"
+    recipe.output.dir = str(tmp_path / "mitigated")
+    mitigated = tuneforge.fine_tune(recipe)
+    assert mitigated.metrics["training"]["train_examples"] == 160  # every training row got its swapped twin
+    out = tmp_path / "audit"
+    assert main(["fairness", str(mitigated.directory), "--data", str(test_file), "--compare", str(run.directory),
+                 "--positive-label", "positive", "--output", str(out)]) == 0
+    comparison = json.loads((out / "fairness_comparison.json").read_text())
+    assert comparison["runs"] == ["mitigated", "run"]
+    rows = {(row["figure"], row["scope"]): row for row in comparison["rows"]}
+    parity = rows[("demographic_parity_difference", "gender")]
+    flips = rows[("counterfactual_flip_rate", "gender")]
+    assert parity["run"] >= 0.8 and parity["mitigated"] <= 0.3
+    assert flips["run"] >= 0.8 and flips["mitigated"] <= 0.2
+    assert set(rows[("accuracy", "all rows")]) == {"figure", "scope", "mitigated", "run"}

@@ -84,6 +84,17 @@ def worst_table(probe: dict[str, Any]) -> Table | None:
     return table
 
 
+def comparison_table(rows: list[dict[str, Any]], names: list[str]) -> Table:
+    table = Table(title="Side by side (same data, same settings)")
+    table.add_column("figure")
+    table.add_column("scope")
+    for name in names:
+        table.add_column(name, justify="right")
+    for row in rows:
+        table.add_row(row["figure"].replace("_", " "), row["scope"], *(_fmt(row[name]) for name in names))
+    return table
+
+
 def show_report(report: dict[str, Any]) -> None:
     thresholds = report["thresholds"]
     if not report["attributes"] and not report.get("counterfactual"):
@@ -129,6 +140,10 @@ def register(app: typer.Typer) -> None:
         counterfactual: bool = typer.Option(None, "--counterfactual/--no-counterfactual",
                                             help="Run the identity-swap probe (default: fairness.counterfactual)."),
         limit: int = typer.Option(None, min=1, help="Probe at most this many texts per category."),
+        compare: list[Path] = typer.Option(
+            None, "--compare", exists=True, file_okay=False,
+            help="Another run (e.g. the one trained before a mitigation) audited on the same data with the same "
+                 "settings and shown side by side; repeatable. Only RUN_DIR is checked against thresholds."),
         output: Path = typer.Option(None, help="Folder for fairness.json (default: RUN_DIR)."),
         batch_size: int = typer.Option(64, min=1, help="Texts per batch."),
         device: str = typer.Option("auto", help="auto, cpu or cuda."),
@@ -139,7 +154,7 @@ def register(app: typer.Typer) -> None:
         """
         quiet_libraries()
         from tuneforge import artifacts
-        from tuneforge.evaluate.fairness_audit import audit, read_audit_data
+        from tuneforge.evaluate.fairness_audit import audit, compare_audits, read_audit_data
         from tuneforge.predict import Predictor
         from tuneforge.recipe import FairnessSpec
 
@@ -163,6 +178,21 @@ def register(app: typer.Typer) -> None:
         artifacts.write_json(target, report)
         show_report(report)
         console.print(f"fairness report written to {target}")
+        if compare:
+            named = {run_dir.name: report}
+            for other in compare:
+                other_predictor = Predictor.from_run(other, device)
+                other_data = read_audit_data(other_predictor, data, spec.sensitive_columns)
+                other_spec = spec.model_copy(update={"positive_label": report["positive_label"]})
+                name = other.name if other.name not in named else str(other)
+                named[name] = {"run": str(other.resolve()), **audit(other_predictor, other_data, other_spec,
+                                                                     counterfactual_limit=limit,
+                                                                     batch_size=batch_size)}
+            rows = compare_audits(named)
+            console.print(comparison_table(rows, list(named)))
+            compared = target.with_name("fairness_comparison.json")
+            artifacts.write_json(compared, {"runs": list(named), "rows": rows, "reports": named})
+            console.print(f"comparison written to {compared}")
         if report["breaches"]:
             errors.print(f"[red bold]fairness check failed:[/red bold] {len(report['breaches'])} threshold(s) "
                          "breached", highlight=False)

@@ -6,7 +6,7 @@ merge, which examples are probably mislabelled, whether long texts suffer from t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -98,12 +98,13 @@ def per_group_error_rates(groups: Sequence[str | None], correct: np.ndarray) -> 
 
 def error_analysis(texts: Sequence[str], labels: np.ndarray, probabilities: np.ndarray, label_names: Sequence[str],
                    lengths: Sequence[int] | np.ndarray | None = None, top: int = 10,
-                   buckets: int = 4) -> dict[str, Any]:
+                   buckets: int = 4, groups: Mapping[str, Sequence[str | None]] | None = None) -> dict[str, Any]:
     """Confused pairs, most confident mistakes and error rate per length bucket for a classifier's predictions.
 
     `labels` are class ids into `label_names`; `probabilities` is (n, k) and decides the prediction (argmax);
     `lengths` default to word counts of `texts`.
-    Keys: examples, errors, error_rate, confused_pairs, confident_mistakes, length_buckets.
+    `groups` maps an attribute (a sensitive column, an identity category) to one group name or None per text.
+    Keys: examples, errors, error_rate, confused_pairs, confident_mistakes, length_buckets, group_error_rates.
     """
     probabilities = np.asarray(probabilities, dtype=np.float64)
     labels = np.asarray(labels).astype(np.int64)
@@ -126,4 +127,6 @@ def error_analysis(texts: Sequence[str], labels: np.ndarray, probabilities: np.n
         "confused_pairs": confused_pairs(labels, predicted, label_names, top),
         "confident_mistakes": confident_mistakes(texts, labels, probabilities, label_names, top),
         "length_buckets": length_buckets(lengths, correct, buckets),
+        "group_error_rates": {attribute: rates for attribute, names in (groups or {}).items()
+                              if (rates := per_group_error_rates(names, correct))},
     }

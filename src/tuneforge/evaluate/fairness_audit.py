@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sklearn.metrics import accuracy_score, f1_score
+
 from tuneforge.data import validation as checks
 from tuneforge.data.loading import read_table
 from tuneforge.errors import DataError, Problem, TuneforgeError
@@ -112,6 +114,8 @@ def audit(predictor: Predictor, data: AuditData, spec: FairnessSpec, *, terms: T
     report: dict[str, Any] = {
         "data": data.path,
         "examples": len(data.texts),
+        "accuracy": float(accuracy_score(data.labels, predicted)),
+        "f1_macro": float(f1_score(data.labels, predicted, labels=list(labels), average="macro", zero_division=0)),
         "label_names": list(labels),
         "positive_label": positive,
         "group_source": "columns" if data.sensitive else "identity_terms",
@@ -126,3 +130,37 @@ def audit(predictor: Predictor, data: AuditData, spec: FairnessSpec, *, terms: T
     report["breaches"] = fairness_verdict(report, spec)
     report["passed"] = not report["breaches"]
     return report
+
+
+COMPARED_FIGURES = ("demographic_parity_difference", "equalized_odds_difference")
+
+
+def compare_audits(reports: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of a side-by-side table (one column per named audit) of the figures a mitigation should move:
+    overall quality, disparities per attribute, counterfactual flip rate and mean change per category.
+
+    Every audit must come from the same data and settings, otherwise the columns do not measure the same thing.
+    """
+    names = list(reports)
+    datasets_seen = {report.get("data") for report in reports.values()}
+    if len(datasets_seen) > 1:
+        raise TuneforgeError("the audits to compare were made on different data",
+                             fix="audit every run on the same file (one `tuneforge fairness ... --compare` call)")
+    rows = [{"figure": figure, "scope": "all rows", **{name: reports[name].get(figure) for name in names}}
+            for figure in ("accuracy", "f1_macro")]
+    attributes = [a for a in reports[names[0]].get("attributes", {}) if any(
+        (r.get("attributes", {}).get(a) or {}).get(COMPARED_FIGURES[0]) is not None for r in reports.values())]
+    for attribute in attributes:
+        for figure in COMPARED_FIGURES:
+            rows.append({"figure": figure, "scope": attribute,
+                         **{name: (reports[name].get("attributes", {}).get(attribute) or {}).get(figure)
+                            for name in names}})
+    categories = ((reports[names[0]].get("counterfactual") or {}).get("categories")) or {}
+    for category, probe in categories.items():
+        if not probe.get("pairs"):
+            continue
+        for figure in ("flip_rate", "mean_abs_change"):
+            rows.append({"figure": f"counterfactual_{figure}", "scope": category,
+                         **{name: (((reports[name].get("counterfactual") or {}).get("categories") or {})
+                                   .get(category) or {}).get(figure) for name in names}})
+    return rows

@@ -3,7 +3,7 @@ and the recipe's metric plugins."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,17 +14,35 @@ from tuneforge.data.loading import read_table
 from tuneforge.errors import DataError
 from tuneforge.evaluate.calibration import calibration_report, scaled_probabilities
 from tuneforge.evaluate.error_analysis import error_analysis, word_counts
+from tuneforge.evaluate.identity import infer_groups, is_missing_group, load_terms
 from tuneforge.evaluate.plugins import load_plugins, run_plugins
 from tuneforge.predict import Predictor
 from tuneforge.recipe import Recipe
 from tuneforge.tasks import get_task
 
 
+def error_groups(recipe: Recipe, texts: Sequence[str], columns: Mapping[str, Sequence[Any]] | None = None
+                 ) -> dict[str, list[str | None]]:
+    """Groups for per-group error rates: the recipe's sensitive columns where the data has them, otherwise
+    groups inferred from the identity terms of `fairness.identity_categories`."""
+    fairness = recipe.fairness
+    present = {name: values for name, values in (columns or {}).items() if name in fairness.sensitive_columns}
+    if present:
+        return {name: [None if is_missing_group(v) else checks.label_key(v) for v in values]
+                for name, values in present.items()}
+    if not fairness.identity_categories:
+        return {}
+    terms = load_terms(fairness.identity_categories, fairness.identity_terms_file)
+    return {category: infer_groups(texts, category, terms) for category in fairness.identity_categories}
+
+
 def analyse_predictions(recipe: Recipe, label_names: list[str] | None, logits: np.ndarray, labels: np.ndarray,
-                        texts: Sequence[str], pairs: Sequence[str] | None, temperature: float) -> dict[str, Any]:
+                        texts: Sequence[str], pairs: Sequence[str] | None, temperature: float,
+                        columns: Mapping[str, Sequence[Any]] | None = None) -> dict[str, Any]:
     """Task metrics plus calibration, error analysis and the recipe's plug-ins, for any split.
 
     Training (validation/test splits) and `tuneforge evaluate` both call this, so their numbers agree.
+    `columns` are the split's other columns, where sensitive attributes for per-group error rates may live.
     """
     metrics = get_task(recipe.task).compute_metrics(logits, labels, label_names)
     metrics["examples"] = len(texts)
@@ -35,7 +53,8 @@ def analyse_predictions(recipe: Recipe, label_names: list[str] | None, logits: n
         lengths = word_counts(texts) + (word_counts(pairs) if pairs is not None else 0)
         metrics["ece"] = calibration["ece_after"]
         metrics["calibration"] = calibration
-        metrics["error_analysis"] = error_analysis(texts, labels, probabilities, label_names, lengths)
+        metrics["error_analysis"] = error_analysis(texts, labels, probabilities, label_names, lengths,
+                                                   groups=error_groups(recipe, texts, columns))
     else:
         probabilities = None
         predictions = np.asarray(logits, dtype=np.float64).reshape(-1)
@@ -80,8 +99,10 @@ def score_file(predictor: Predictor, path: str | Path, batch_size: int = 64) -> 
         labels = np.asarray([index[checks.label_key(v)] for v in raw_labels])
     else:
         labels = np.asarray([float(v) for v in raw_labels])
+    sensitive = {name: dataset[name] for name in predictor.recipe.fairness.sensitive_columns
+                 if name in dataset.column_names}
     metrics = analyse_predictions(predictor.recipe, predictor.labels, logits, labels, texts, pairs,
-                                  predictor.temperature)
+                                  predictor.temperature, sensitive)
     rows = predictor.task.decode(predictor.scale_logits(logits), predictor.labels)
     return metrics, [{"text": t, "true": checks.label_key(y) if predictor.labels else float(y), **r}
                      for t, y, r in zip(texts, raw_labels, rows, strict=True)]

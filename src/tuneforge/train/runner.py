@@ -329,7 +329,8 @@ def fine_tune(recipe: Recipe, *, resume: bool = False, callbacks: Sequence[Train
             write_temperature(layout.calibration, temperature)
         texts = split[spec.text_column]
         pairs = split[spec.text_pair_column] if spec.text_pair_column else None
-        metrics[role] = analyse_predictions(recipe, data.labels, logits, truth, texts, pairs, temperature)
+        sensitive = {name: split[name] for name in recipe.fairness.sensitive_columns if name in split.column_names}
+        metrics[role] = analyse_predictions(recipe, data.labels, logits, truth, texts, pairs, temperature, sensitive)
         metrics[role]["loss"] = output.metrics.get(f"{role}_loss")
         if role == "test":
             scaled = logits / temperature if data.labels is not None else logits
