@@ -93,7 +93,7 @@ class TrainSpec(Section):
     group_by_length: bool = Field(
         True, description="Batch texts of similar length together so less compute goes to padding."
     )
-    logging_steps: int = Field(10, ge=1, description="Log loss and learning rate every this many steps.")
+    logging_steps: int = Field(1, ge=1, description="Log loss and learning rate every this many steps (1: every step).")
     save_checkpoints: bool = Field(True, description="Save a checkpoint per epoch so `--resume` can continue a run.")
     save_total_limit: int = Field(2, ge=1, description="Checkpoints kept on disk (the best one is always kept).")
     dataloader_workers: int = Field(0, ge=0, description="Worker processes loading batches.")
