@@ -27,11 +27,12 @@ HEADLINE = {
 }
 
 
-def _fmt(value: Any) -> str:
+def fmt(value: Any, digits: int = 4) -> str:
+    """A table cell: '-' for a missing figure, floats to `digits` decimals."""
     if value is None:
         return "-"
     if isinstance(value, float):
-        return f"{value:.4f}"
+        return f"{value:.{digits}f}"
     return str(value)
 
 
@@ -43,8 +44,8 @@ def metrics_table(metrics: dict[str, Any], task: str, title: str = "Metrics") ->
         table.add_column(split, justify="right")
     for name in HEADLINE[task]:
         if any(name in metrics[s] for s in splits):
-            table.add_row(name, *(_fmt(metrics[s].get(name)) for s in splits))
-    table.add_row("examples", *(_fmt(metrics[s].get("examples")) for s in splits))
+            table.add_row(name, *(fmt(metrics[s].get(name)) for s in splits))
+    table.add_row("examples", *(fmt(metrics[s].get("examples")) for s in splits))
     return table
 
 
@@ -53,7 +54,7 @@ def per_class_table(per_class: dict[str, dict[str, Any]], title: str) -> Table:
     for column in ("class", "precision", "recall", "f1", "support"):
         table.add_column(column, justify="left" if column == "class" else "right")
     for name, row in per_class.items():
-        table.add_row(name, _fmt(row["precision"]), _fmt(row["recall"]), _fmt(row["f1"]), str(row["support"]))
+        table.add_row(name, fmt(row["precision"]), fmt(row["recall"]), fmt(row["f1"]), str(row["support"]))
     return table
 
 

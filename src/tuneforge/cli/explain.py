@@ -8,25 +8,7 @@ from typing import Any
 import typer
 
 from tuneforge.cli.common import quiet_libraries
-from tuneforge.errors import DataError, TuneforgeError
-
-
-def _read_texts(predictor: Any, data: Path, text_column: str | None, limit: int
-                ) -> tuple[list[str], list[str] | None]:
-    from tuneforge.data import validation as checks
-    from tuneforge.data.loading import read_table
-
-    spec = predictor.recipe.data
-    table = read_table(data, "test")
-    column = text_column or spec.text_column
-    needed = [column] + ([spec.text_pair_column] if spec.text_pair_column else [])
-    problems = checks.check_columns(str(data), table.column_names, needed)
-    if problems:
-        raise DataError(problems)
-    rows = table.select(range(min(limit, len(table))))
-    texts = ["" if value is None else str(value) for value in rows[column]]
-    pairs = ["" if v is None else str(v) for v in rows[spec.text_pair_column]] if spec.text_pair_column else None
-    return texts, pairs
+from tuneforge.errors import TuneforgeError
 
 
 def _summary(results: list[Any]) -> Any:
@@ -82,11 +64,13 @@ def register(app: typer.Typer) -> None:
         from tuneforge.cli.display import console
         from tuneforge.explain.pipeline import ExplainSettings, explain_texts, parse_methods, write_explanations
         from tuneforge.predict import Predictor
+        from tuneforge.predict_io import read_texts
 
         predictor = Predictor.from_run(run_dir, device)
         methods = parse_methods(method, predictor.recipe.task)
         if data is not None:
-            texts, pairs = _read_texts(predictor, data, text_column, limit)
+            texts, pairs = read_texts(data, text_column or predictor.recipe.data.text_column,
+                                      predictor.recipe.data.text_pair_column, limit)
             source = str(data.resolve())
         else:
             if predictor.recipe.data.text_pair_column:

@@ -9,15 +9,11 @@ import typer
 from rich.table import Table
 
 from tuneforge.cli.common import quiet_libraries
-from tuneforge.cli.display import console, errors
+from tuneforge.cli.display import console, errors, fmt
 
 
 def _fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.3f}"
-    return str(value)
+    return fmt(value, digits=3)
 
 
 def _clip(text: str, width: int = 70) -> str:

@@ -64,24 +64,14 @@ def register(app: typer.Typer) -> None:
         """Predict labels (with class probabilities) or scores for new texts."""
         quiet_libraries()
         from tuneforge import artifacts
-        from tuneforge.data import validation as checks
-        from tuneforge.data.loading import read_table
         from tuneforge.predict import Predictor
-        from tuneforge.predict_io import predictions_frame
+        from tuneforge.predict_io import predictions_frame, read_texts
 
         predictor = Predictor.from_run(run_dir, device)
         spec = predictor.recipe.data
         pairs = None
         if data is not None:
-            table = read_table(data, "test")
-            column = text_column or spec.text_column
-            needed = [column] + ([spec.text_pair_column] if spec.text_pair_column else [])
-            problems = checks.check_columns(str(data), table.column_names, needed)
-            if problems:
-                raise DataError(problems)
-            texts = ["" if v is None else str(v) for v in table[column]]
-            if spec.text_pair_column:
-                pairs = table[spec.text_pair_column]
+            texts, pairs = read_texts(data, text_column or spec.text_column, spec.text_pair_column)
         else:
             if sys.stdin.isatty():
                 console.print("reading texts from standard input, one per line; end with Ctrl-D")

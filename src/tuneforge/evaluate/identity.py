@@ -8,7 +8,6 @@ counterfactual probes and counterfactual data augmentation. Both read the aligne
 from __future__ import annotations
 
 import copy
-import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from tuneforge.data.validation import is_blank
 from tuneforge.errors import DataError, Problem, TuneforgeError
 
 # category -> group -> aligned terms; None marks a position without a counterpart in that group.
@@ -252,8 +252,4 @@ def joint_groups(texts: Sequence[Any], terms: Terms) -> list[str | None]:
 
 def is_missing_group(value: Any) -> bool:
     """Rows without a group: None, NaN or an empty cell of a sensitive column."""
-    if value is None:
-        return True
-    if isinstance(value, float) and math.isnan(value):
-        return True
-    return isinstance(value, str) and not value.strip()
+    return is_blank(value)
