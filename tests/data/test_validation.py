@@ -64,6 +64,21 @@ def test_missing_column_without_near_miss_gives_no_suggestion(tmp_path, data_rec
     assert "data.text_column" in problem.fix
 
 
+def test_missing_sensitive_column_is_caught_before_training(tmp_path, data_recipe):
+    rows = [{**r, "Gender": "f"} for r in make_rows(12, seed=1)]
+    train = write_csv(tmp_path / "train.csv", rows)
+    test = write_csv(tmp_path / "test.csv", make_rows(6, seed=2))
+    recipe = data_recipe(train=train, test=test)
+    recipe.fairness.sensitive_columns = ["gender"]
+    [problem] = _errors(recipe)
+    assert problem.where == str(test)  # the audited split; the training file has a near miss, not this one
+    assert "sensitive column 'gender' is missing" in problem.message
+    assert "fairness.sensitive_columns" in problem.fix
+    recipe.data.test = None  # the test split is then carved from the training file: that file is checked
+    [problem] = _errors(recipe)
+    assert problem.where == str(train) and "did you mean 'Gender'?" in problem.fix
+
+
 def test_missing_columns_are_reported_per_file(tmp_path, data_recipe):
     train = write_csv(tmp_path / "train.csv", make_rows(12, seed=1))
     rows = [{"text": r["text"], "labels": r["label"]} for r in make_rows(6, seed=2)]

@@ -115,6 +115,14 @@ def load_and_check(recipe: Recipe) -> tuple[dict[str, tuple[str, datasets.Datase
         if not column_problems:
             usable[role] = (path, dataset)
 
+    audited = "test" if "test" in usable else "train"  # the fairness audit reads the test split
+    if recipe.fairness.sensitive_columns and audited in usable:
+        path, dataset = usable[audited]
+        problems += checks.check_columns(path, dataset.column_names, recipe.fairness.sensitive_columns,
+                                         fix="add the column to the file, or fix fairness.sensitive_columns (leave "
+                                             "it empty to infer groups from identity terms)",
+                                         kind="sensitive column")
+
     for path, dataset in usable.values():
         problems += checks.check_texts(path, spec.text_column, dataset[spec.text_column])
         if spec.text_pair_column:

@@ -24,7 +24,12 @@ def _rows(path: str, indices: Sequence[int]) -> str:
     return f"{shown} and {more} more" if more > 0 else shown
 
 
-def check_columns(path: str, columns: Sequence[str], required: Iterable[str]) -> list[Problem]:
+COLUMN_FIX = ("set the column name in the recipe (data.text_column / data.label_column) or on the command line "
+              "(--text-column / --label-column)")
+
+
+def check_columns(path: str, columns: Sequence[str], required: Iterable[str], fix: str = COLUMN_FIX,
+                  kind: str = "column") -> list[Problem]:
     problems = []
     for column in required:
         if column in columns:
@@ -32,9 +37,8 @@ def check_columns(path: str, columns: Sequence[str], required: Iterable[str]) ->
         close = difflib.get_close_matches(column, list(columns), n=1, cutoff=0.5)
         hint = f"did you mean '{close[0]}'? " if close else ""
         problems.append(Problem(
-            where=path, message=f"column '{column}' is missing (the file has: {', '.join(columns)})",
-            fix=f"{hint}set the column name in the recipe (data.text_column / data.label_column) or on the command "
-                "line (--text-column / --label-column)",
+            where=path, message=f"{kind} '{column}' is missing (the file has: {', '.join(columns)})",
+            fix=f"{hint}{fix}",
         ))
     return problems
 
