@@ -87,6 +87,12 @@ def read_task(folder: Path, limit_train: int | None) -> tuple[dict[str, Split], 
     return splits, [names[key].strip() for key in sorted(names, key=int)]
 
 
+def drop_blank(split: Split) -> tuple[Split, int]:
+    """Some TweetEval tasks hold empty tweets (hate: 7 train, 1 val); tuneforge rightly refuses them, so they go."""
+    keep = [i for i, text in enumerate(split.texts) if text.strip()]
+    return Split([split.texts[i] for i in keep], [split.labels[i] for i in keep]), len(split.texts) - len(keep)
+
+
 def write_csv(path: Path, split: Split) -> Path:
     with path.open("w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
@@ -196,6 +202,10 @@ def report(scores: list[Score], host: dict[str, Any], dataset: str, sizes: dict[
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     splits, classes = read_task(args.data_dir / "tweeteval" / args.task, args.limit_train)
+    for role, split in list(splits.items()):
+        splits[role], dropped = drop_blank(split)
+        if dropped:
+            print(f"dropped {dropped} empty text(s) from the {role} split")
     overrides = ([f"train.epochs={args.epochs}"] if args.epochs is not None else []) + args.sets
 
     with tempfile.TemporaryDirectory(prefix="tuneforge-bench-") as scratch:

@@ -180,6 +180,13 @@ def test_override_of_a_text_field_with_a_numeric_looking_value():
     assert recipe.data.label_column == "1"
 
 
+def test_override_of_a_list_of_texts_is_read_as_a_list():
+    recipe = recipe_from_dict({}, ["fairness.identity_categories=[gender, religion]",
+                                   "fairness.sensitive_columns=[region]", "evaluation.plugins=[pkg.mod:check]"])
+    assert recipe.fairness.identity_categories == ["gender", "religion"]
+    assert recipe.fairness.sensitive_columns == ["region"] and recipe.evaluation.plugins == ["pkg.mod:check"]
+
+
 def test_overrides_win_over_the_file_and_leave_other_fields(tmp_path):
     path = tmp_path / "recipe.yaml"
     path.write_text("train:\n  epochs: 2\n  batch_size: 4\n", encoding="utf-8")

@@ -155,8 +155,8 @@ class FairnessSpec(Section):
         default_factory=list, description="Columns of the evaluation data that name each row's group (e.g. gender)."
     )
     identity_categories: list[str] = Field(
-        default_factory=lambda: ["gender", "race_ethnicity", "religion", "nationality", "age", "sexual_orientation",
-                                 "disability"],
+        default_factory=lambda: ["gender", "race_ethnicity", "religion", "nationality", "immigration_status", "age",
+                                 "sexual_orientation", "disability"],
         description="Identity-term lists used to infer groups from the text when no sensitive column exists, "
         "and for counterfactual probes.",
     )
@@ -326,6 +326,8 @@ def _is_text_field(path: list[str]) -> bool:
     if field is None:
         return False
     annotation = field.annotation
+    if get_origin(annotation) in (list, dict):  # list[str] holds texts but is written as a YAML list
+        return False
     allowed = set(get_args(annotation)) or {annotation}
     return str in allowed and not allowed & {int, float, bool}
 
@@ -403,7 +405,7 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
 # ------------------------------------------------------------------------------------------------------
 
 def _yaml_scalar(value: Any) -> str:
-    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+    return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("...").strip()
 
 
 def _choices(annotation: Any) -> list[Any]:
