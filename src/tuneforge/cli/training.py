@@ -26,7 +26,7 @@ def _train(recipe: Recipe, resume: bool) -> Run:
     console.print(f"trained {training['global_steps']} steps in {training['runtime_seconds']:.0f} s"
                   f"{' (stopped early)' if training['stopped_early'] else ''}")
     _show_extras(RunLayout(run.directory.resolve()))
-    console.print(f"[green]run directory:[/green] {run.directory.resolve()}")
+    console.print(f"[green]run directory:[/green] {run.directory.resolve()}", soft_wrap=True)
     return run
 
 
@@ -40,9 +40,10 @@ def _show_extras(layout: RunLayout) -> None:
             f"[red]{len(audit.get('breaches', []))} threshold(s) breached[/red]"
         console.print(f"fairness audit of the test split: {verdict} ({layout.fairness.name})")
     if (layout.explanations / "explanations.html").is_file():
-        console.print(f"example explanations: {layout.explanations / 'explanations.html'}")
+        console.print(f"example explanations: {layout.explanations / 'explanations.html'}", soft_wrap=True)
     if (layout.root / "report.html").is_file():
-        console.print(f"[green]report:[/green] {layout.root / 'report.html'}  (tuneforge report {layout.root} --open)")
+        console.print(f"[green]report:[/green] {layout.root / 'report.html'}  (tuneforge report {layout.root} --open)",
+                      soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
