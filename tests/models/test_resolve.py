@@ -10,6 +10,7 @@ import torch
 from transformers import AutoModel, BertConfig, BertModel
 
 from tuneforge.errors import ModelNotFoundError
+from tuneforge.models import resolve
 from tuneforge.models.catalog import list_offline_models, safetensors_parameters
 from tuneforge.models.loading import load_sequence_model
 from tuneforge.models.resolve import resolve_model
@@ -45,9 +46,33 @@ def test_missing_local_path_is_explained():
         resolve_model("./no/such/folder")
 
 
-def test_hub_ids_are_left_to_the_hub():
+def test_hub_ids_are_left_to_the_hub_when_it_is_reachable(monkeypatch):
+    monkeypatch.setattr(resolve, "hub_reachable", lambda: True)
     resolved = resolve_model("FacebookAI/roberta-base")
-    assert resolved.source == "hub" and resolved.path == "FacebookAI/roberta-base"
+    assert resolved.source == "hub" and resolved.path == "FacebookAI/roberta-base" and not resolved.offline
+
+
+def test_unreachable_hub_fails_at_once_unless_the_model_is_cached(monkeypatch):
+    monkeypatch.setattr(resolve, "hub_reachable", lambda: False)
+    monkeypatch.setattr(resolve, "in_hub_cache", lambda name: name == "someone/cached")
+    with pytest.raises(ModelNotFoundError) as error:
+        resolve_model("FacebookAI/roberta-base")
+    assert "cannot be reached" in error.value.message and "tuneforge models" in error.value.fix
+    cached = resolve_model("someone/cached")
+    assert cached.source == "hub" and cached.offline  # loaded with local_files_only: no retries
+
+
+def test_hf_hub_offline_means_unreachable_without_a_connection_attempt(monkeypatch):
+    def no_connection(*args, **kwargs):
+        raise AssertionError("must not try to connect")
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(resolve.socket, "create_connection", no_connection)
+    resolve.hub_reachable.cache_clear()
+    try:
+        assert resolve.hub_reachable() is False
+    finally:
+        resolve.hub_reachable.cache_clear()
 
 
 def test_pickled_weights_are_refused(tiny_model, tmp_path):

@@ -33,7 +33,8 @@ def load_tokenizer(spec: ModelSpec, resolved: ResolvedModel | None = None) -> Pr
     resolved = resolved or resolve_model(spec.name)
     try:
         tokenizer = AutoTokenizer.from_pretrained(
-            resolved.path, revision=spec.revision, trust_remote_code=spec.trust_remote_code
+            resolved.path, revision=spec.revision, trust_remote_code=spec.trust_remote_code,
+            local_files_only=resolved.offline,
         )
     except (OSError, ValueError) as error:
         raise _hub_failure(resolved, error) from None
@@ -53,7 +54,7 @@ def load_sequence_model(
     """Body from the checkpoint, head sized from the data: one output per class, or one for regression."""
     resolved = resolved or resolve_model(spec.name)
     kwargs: dict[str, Any] = {"revision": spec.revision, "trust_remote_code": spec.trust_remote_code,
-                              "use_safetensors": True}
+                              "use_safetensors": True, "local_files_only": resolved.offline}
     if task == "regression":
         kwargs.update(num_labels=1, problem_type="regression")
     else:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
+import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -44,6 +47,35 @@ class ResolvedModel:
     requested: str
     path: str  # local folder, or a hub id for source == "hub"
     source: Source
+    offline: bool = False  # a hub model served from the local cache because the hub cannot be reached
+
+
+@functools.lru_cache(maxsize=1)
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """One quick connection attempt to the hub's host, so an offline machine fails in seconds instead of after
+    the hub client's minute of retries; HF_HUB_OFFLINE=1 answers without trying."""
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        return False
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    endpoint = urlparse(constants.ENDPOINT)
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        with socket.create_connection((endpoint.hostname or "huggingface.co", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def in_hub_cache(name: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(repo_id=name, filename="config.json"), str)
+    except ValueError:  # not a valid repo id
+        return False
 
 
 def bundled_path(model: BundledModel) -> Path | None:
@@ -82,4 +114,13 @@ def resolve_model(name: str) -> ResolvedModel:
     if name.startswith((".", "/", "~")) or name.count("/") > 1:
         raise ModelNotFoundError(f"model folder '{name}' does not exist",
                                  fix="check the path, or list usable models with `tuneforge models`")
-    return ResolvedModel(name, name, "hub")
+    if hub_reachable():
+        return ResolvedModel(name, name, "hub")
+    if in_hub_cache(name):
+        return ResolvedModel(name, name, "hub", offline=True)
+    raise ModelNotFoundError(
+        f"'{name}' is not a local folder or a bundled model, and the model hub cannot be reached to download it "
+        "(no connection, or HF_HUB_OFFLINE is set)",
+        fix="connect to the internet (or set HF_ENDPOINT to a reachable mirror), or use a model available offline: "
+            "`tuneforge models` lists them, e.g. model.name: minilm",
+    )
