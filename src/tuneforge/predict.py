@@ -11,7 +11,7 @@ import torch
 
 from tuneforge.errors import TuneforgeError
 from tuneforge.evaluate.calibration import check_temperature, read_temperature, scaled_probabilities
-from tuneforge.models.loading import load_trained_model
+from tuneforge.models.peft import load_run_model
 from tuneforge.recipe import Recipe
 from tuneforge.run import RunLayout, read_run_recipe
 from tuneforge.tasks import get_task
@@ -50,10 +50,7 @@ class Predictor:
     def from_run(cls, run_dir: str | Path, device: str = "auto") -> Predictor:
         layout = RunLayout(Path(run_dir))
         recipe = read_run_recipe(layout.root)
-        if not (layout.model / "config.json").is_file():
-            raise TuneforgeError(f"run '{run_dir}' has no trained model yet (no model/ folder)",
-                                 fix="finish training first; resume an interrupted run with `tuneforge train --resume`")
-        model, tokenizer = load_trained_model(str(layout.model))
+        model, tokenizer = load_run_model(layout.root)  # model/, or base + adapter for prompt/prefix tuning
         temperature = read_temperature(layout.calibration) if recipe.task == "classification" else 1.0
         return cls(model, tokenizer, recipe, pick_device(device), temperature=temperature)
 

@@ -97,6 +97,10 @@ class TrainSpec(Section):
     save_checkpoints: bool = Field(True, description="Save a checkpoint per epoch so `--resume` can continue a run.")
     save_total_limit: int = Field(2, ge=1, description="Checkpoints kept on disk (the best one is always kept).")
     dataloader_workers: int = Field(0, ge=0, description="Worker processes loading batches.")
+    gradient_checkpointing: bool = Field(
+        False, description="Recompute activations in the backward pass: much less memory for about 30% more time."
+    )
+
 
 
 class LossSpec(Section):
@@ -122,6 +126,44 @@ class FreezeSpec(Section):
         description="Start with only the head trainable and unfreeze one more layer from the top at each epoch "
         "(the embeddings open last, unless `embeddings` keeps them frozen).",
     )
+
+
+PeftMethod = Literal["none", "lora", "qlora", "ia3", "prompt_tuning", "prefix_tuning"]
+
+
+class PeftSpec(Section):
+    method: PeftMethod = Field(
+        "none",
+        description="Parameter-efficient fine-tuning: train a small adapter (and the task head) instead of every "
+        "weight. qlora is LoRA on a 4-bit base and needs a CUDA GPU with bitsandbytes.",
+    )
+    r: int = Field(8, ge=1, description="LoRA rank: size of the low-rank update matrices (lora, qlora).")
+    alpha: float = Field(16, gt=0, description="LoRA scaling; the update is multiplied by alpha / r (lora, qlora).")
+    dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the LoRA branch's input (lora, qlora).")
+    target_modules: Literal["auto"] | list[str] = Field(
+        "auto",
+        description="Layers that get an adapter (lora, qlora, ia3): auto detects the attention projections of the "
+        "architecture, or list module names, e.g. [query, value].",
+    )
+    num_virtual_tokens: int = Field(
+        20, ge=1, description="Trained virtual tokens put before every input (prompt_tuning, prefix_tuning)."
+    )
+    modules_to_save: Literal["auto"] | list[str] = Field(
+        "auto",
+        description="Modules trained in full and saved with the adapter; auto: the task head (e.g. classifier, "
+        "score), which is new and must train.",
+    )
+
+    @field_validator("target_modules", "modules_to_save")
+    @classmethod
+    def _not_empty(cls, value: Any, info: Any) -> Any:
+        if isinstance(value, list) and not [name for name in value if str(name).strip()]:
+            raise ValueError(f"an empty {info.field_name} list trains nothing; use auto, or name at least one module")
+        return value
+
+    @property
+    def enabled(self) -> bool:
+        return self.method != "none"
 
 
 class EarlyStoppingSpec(Section):
@@ -207,6 +249,7 @@ class Recipe(Section):
     train: TrainSpec = Field(default_factory=TrainSpec)
     loss: LossSpec = Field(default_factory=LossSpec)
     freeze: FreezeSpec = Field(default_factory=FreezeSpec)
+    peft: PeftSpec = Field(default_factory=PeftSpec)
     early_stopping: EarlyStoppingSpec = Field(default_factory=EarlyStoppingSpec)
     imbalance: ImbalanceSpec = Field(default_factory=ImbalanceSpec)
     calibration: CalibrationSpec = Field(default_factory=CalibrationSpec)
@@ -231,6 +274,22 @@ class Recipe(Section):
             raise ValueError(
                 f"loss.name '{name}' is a regression loss; classification takes cross_entropy, "
                 "weighted_cross_entropy or focal"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _peft_owns_freezing(self) -> Recipe:
+        # PEFT freezes the whole pretrained model itself; layer freezing on top would either do nothing or
+        # silently fight it (gradual unfreezing would reopen base weights the adapter is meant to leave alone).
+        if not self.peft.enabled:
+            return self
+        changed = [f"freeze.{name}" for name, field in FreezeSpec.model_fields.items()
+                   if getattr(self.freeze, name) != field.default]
+        if changed:
+            raise ValueError(
+                f"{', '.join(changed)} cannot be combined with peft.method '{self.peft.method}': PEFT already "
+                "freezes every pretrained weight and trains only the adapter and the task head; remove the freeze "
+                "settings, or set peft.method: none to freeze layers in a full fine-tune"
             )
         return self
 

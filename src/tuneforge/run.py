@@ -29,6 +29,18 @@ class RunLayout:
         return self.root / "model"
 
     @property
+    def adapter(self) -> Path:
+        """A PEFT run's adapter alone (peft layout, plus the tokenizer and the head's labels)."""
+        return self.root / "adapter"
+
+    def has_adapter(self) -> bool:
+        return (self.adapter / "adapter_config.json").is_file()
+
+    def has_model(self) -> bool:
+        """Whether model/ holds a full Transformers model (not so for prompt or prefix tuning: adapter only)."""
+        return (self.model / "config.json").is_file()
+
+    @property
     def checkpoints(self) -> Path:
         return self.root / "checkpoints"
 
@@ -88,7 +100,7 @@ class RunLayout:
         return max(found, key=step) if found else None
 
     def is_finished(self) -> bool:
-        return self.metrics.is_file() and (self.model / "config.json").is_file()
+        return self.metrics.is_file() and (self.has_model() or self.has_adapter())
 
 
 def read_run_recipe(root: Path) -> Recipe:

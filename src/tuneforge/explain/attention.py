@@ -86,6 +86,8 @@ def attention_maps(predictor: Any, text: str, pair: str | None = None) -> Attent
                              fix="use --method ig, shap or lime instead")
     weights = torch.stack([layer[0] for layer in attentions]).float().cpu().numpy()
     ids = encoded["input_ids"][0].tolist()
+    if weights.shape[-1] > len(ids):  # prompt tuning puts trained virtual tokens first; keep the text's positions
+        weights = weights[..., -len(ids):, -len(ids):]
     return AttentionMaps(predictor.tokenizer.convert_ids_to_tokens(ids), special_mask(predictor.tokenizer, ids),
                          weights)
 

@@ -76,6 +76,11 @@ def unfreeze_top_layers(model: PreTrainedModel, count: int, embeddings_stay_froz
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """(total, trainable). A peft model counts itself: 4-bit weights pack two values per stored element."""
+    counter = getattr(model, "get_nb_trainable_parameters", None)
+    if callable(counter):
+        trainable, total = counter()
+        return int(total), int(trainable)
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return total, trainable

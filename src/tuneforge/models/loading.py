@@ -50,8 +50,12 @@ def load_sequence_model(
     labels: list[str] | None,
     resolved: ResolvedModel | None = None,
     pad_token_id: int | None = None,
+    **load_options: Any,
 ) -> PreTrainedModel:
-    """Body from the checkpoint, head sized from the data: one output per class, or one for regression."""
+    """Body from the checkpoint, head sized from the data: one output per class, or one for regression.
+
+    `load_options` go to `from_pretrained` as they are (QLoRA's quantization_config and device_map).
+    """
     resolved = resolved or resolve_model(spec.name)
     kwargs: dict[str, Any] = {"revision": spec.revision, "trust_remote_code": spec.trust_remote_code,
                               "use_safetensors": True, "local_files_only": resolved.offline}
@@ -66,7 +70,7 @@ def load_sequence_model(
             problem_type="single_label_classification",
         )
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(resolved.path, **kwargs)
+        model = AutoModelForSequenceClassification.from_pretrained(resolved.path, **kwargs, **load_options)
     except (OSError, ValueError) as error:
         if "safetensors" in str(error).lower():
             raise ModelNotFoundError(

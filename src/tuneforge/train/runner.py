@@ -34,6 +34,7 @@ from tuneforge.evaluate.plugins import load_plugins
 from tuneforge.evaluate.scoring import analyse_predictions
 from tuneforge.models.freezing import apply_freezing, count_parameters
 from tuneforge.models.loading import load_sequence_model, load_tokenizer
+from tuneforge.models.peft import MERGEABLE, apply_peft, quantized_loading, save_adapter, write_merged_model
 from tuneforge.models.resolve import resolve_model
 from tuneforge.predict import pick_device
 from tuneforge.recipe import Recipe
@@ -191,6 +192,9 @@ def _training_arguments(recipe: Recipe, layout: RunLayout, device: torch.device,
         report_to="none",  # TensorBoard is attached as a callback writing into the run directory
         disable_tqdm=True,
         save_only_model=False,
+        gradient_checkpointing=spec.gradient_checkpointing,
+        # Non-reentrant checkpointing also back-propagates when every input of a segment is frozen (PEFT).
+        gradient_checkpointing_kwargs={"use_reentrant": False} if spec.gradient_checkpointing else None,
         # Datasets hold only model inputs, labels and optional example weights, which the forward pass must
         # not receive but the loss must; dropping "unused" columns would drop the weights.
         remove_unused_columns=False,
@@ -229,6 +233,8 @@ def fine_tune(recipe: Recipe, *, resume: bool = False, callbacks: Sequence[Train
     artifacts.write_text(layout.recipe, recipe.to_yaml())
 
     load_plugins(recipe.evaluation.plugins)  # a misnamed plug-in fails now, not after hours of training
+    device = pick_device(recipe.train.device)
+    quantization = quantized_loading(recipe.peft, device)  # QLoRA on a machine that cannot run it fails now
     set_seed(recipe.train.seed)
     data = prepare_data(recipe)
     if on_warnings is not None and data.warnings:
@@ -236,8 +242,12 @@ def fine_tune(recipe: Recipe, *, resume: bool = False, callbacks: Sequence[Train
     task = get_task(recipe.task)
     resolved = resolve_model(recipe.model.name)
     tokenizer = load_tokenizer(recipe.model, resolved)
-    model = load_sequence_model(recipe.model, recipe.task, data.labels, resolved, tokenizer.pad_token_id)
-    apply_freezing(model, recipe.freeze)
+    model = load_sequence_model(recipe.model, recipe.task, data.labels, resolved, tokenizer.pad_token_id,
+                                **quantization)
+    if recipe.peft.enabled:  # the recipe forbids freeze settings with PEFT, which freezes the base itself
+        model = apply_peft(model, tokenizer, recipe.peft, recipe.train.gradient_checkpointing)
+    else:
+        apply_freezing(model, recipe.freeze)
     total_parameters, trainable_parameters = count_parameters(model)
 
     counts = list(data.class_counts().values())
@@ -251,7 +261,6 @@ def fine_tune(recipe: Recipe, *, resume: bool = False, callbacks: Sequence[Train
     }
     _write_data_summary(layout, data, class_weights, tokenized, recipe.train.max_length)
 
-    device = pick_device(recipe.train.device)
     has_eval = "validation" in tokenized
     metric, greater_is_better = recipe.early_stopping_metric()
     args = _training_arguments(recipe, layout, device, has_eval, metric, greater_is_better)
@@ -292,7 +301,11 @@ def fine_tune(recipe: Recipe, *, resume: bool = False, callbacks: Sequence[Train
             fix=f"resume with the same command plus --resume (output: {layout.root})",
         ) from None
 
-    artifacts.write_directory(layout.model, functools.partial(_save_model, trainer, tokenizer))
+    if recipe.peft.enabled:
+        trained = trainer.accelerator.unwrap_model(trainer.model)
+        artifacts.write_directory(layout.adapter, functools.partial(save_adapter, trained, tokenizer, recipe.task))
+    else:
+        artifacts.write_directory(layout.model, functools.partial(_save_model, trainer, tokenizer))
 
     metrics: dict[str, Any] = {
         "task": recipe.task,
@@ -340,6 +353,8 @@ def fine_tune(recipe: Recipe, *, resume: bool = False, callbacks: Sequence[Train
     artifacts.write_json(layout.metrics, metrics)
     _write_plots(layout, trainer.state.log_history, metrics, metric, data.labels)
     del trainer, model  # the finishing steps reload the saved model; free the training copy first
+    if recipe.peft.method in MERGEABLE:  # every consumer of model/ then works unchanged (see models/peft.py)
+        artifacts.write_directory(layout.model, functools.partial(write_merged_model, layout.root))
     finish_run(layout, recipe, data.test, on_warnings)
     return Run(layout.root, recipe, metrics)
 
