@@ -185,6 +185,89 @@ class ImbalanceSpec(Section):
     oversample: bool = Field(False, description="Repeat minority-class training rows until classes are even.")
 
 
+AugmentMethod = Literal["synonym", "eda", "shuffle", "back_translation"]
+# Which options belong to which method, so an option given to the wrong method is an error, not ignored.
+AUGMENT_OPTIONS = {
+    "synonym": ("fraction", "wordnet_dir"),
+    "eda": ("alpha_sr", "alpha_ri", "alpha_rs", "alpha_rd", "wordnet_dir"),
+    "shuffle": ("words",),
+    "back_translation": ("pivots", "source_language", "models", "batch_size", "timeout"),
+}
+
+
+class AugmentMethodSpec(Section):
+    method: AugmentMethod = Field(description="The augmenter.")
+    ratio: float = Field(
+        1.0, gt=0, le=20, description="New examples per original; a fraction augments that share of the rows."
+    )
+    fraction: float = Field(
+        0.15, gt=0, le=1, description="synonym: share of the eligible words replaced (at least one)."
+    )
+    alpha_sr: float = Field(0.1, ge=0, le=1, description="eda: share of words replaced by synonyms (0: off).")
+    alpha_ri: float = Field(0.1, ge=0, le=1, description="eda: share of words inserted as synonyms (0: off).")
+    alpha_rs: float = Field(0.1, ge=0, le=1, description="eda: share of words swapped (0: off).")
+    alpha_rd: float = Field(0.1, ge=0, le=1, description="eda: probability of deleting each word (0: off).")
+    wordnet_dir: str | None = Field(None, description="synonym, eda: WordNet dict folder (default: the installed one).")
+    words: bool = Field(False, description="shuffle: also shuffle the words inside each sentence.")
+    pivots: list[str] = Field(
+        default_factory=lambda: ["spa"], description="back_translation: pivot languages, one per variant."
+    )
+    source_language: str = Field("eng", description="back_translation: language of the texts (Apertium code).")
+    models: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="back_translation: {pivot: [to-pivot model, back model]} Transformers translation models; "
+        "pivots not listed go through Apertium.",
+    )
+    batch_size: int = Field(64, ge=1, description="back_translation: texts per translation call.")
+    timeout: float = Field(120.0, gt=0, description="back_translation: seconds one batch may take.")
+
+    @model_validator(mode="after")
+    def _options_fit_method(self) -> AugmentMethodSpec:
+        own = set(AUGMENT_OPTIONS[self.method])
+        for name in sorted(self.model_fields_set - own - {"method", "ratio"}):
+            owners = [m for m, options in AUGMENT_OPTIONS.items() if name in options]
+            raise ValueError(f"{name} is an option of {' and '.join(owners)}, not of {self.method}; remove it "
+                             "from this method")
+        if self.method == "eda" and not any((self.alpha_sr, self.alpha_ri, self.alpha_rs, self.alpha_rd)):
+            raise ValueError("eda with every alpha at 0 changes nothing; give at least one of alpha_sr, alpha_ri, "
+                             "alpha_rs, alpha_rd a value above 0")
+        if self.method == "back_translation":
+            if not self.pivots or len(set(self.pivots)) != len(self.pivots):
+                raise ValueError("pivots must name at least one language, each once, e.g. [spa]")
+            if self.ratio > len(self.pivots):
+                raise ValueError(f"back_translation gives one variant per pivot, so ratio {self.ratio:g} needs at "
+                                 f"least {int(-(-self.ratio // 1))} pivots; add pivots or lower the ratio")
+            for pivot, names in self.models.items():
+                if pivot not in self.pivots or len(names) != 2:
+                    raise ValueError(f"models.{pivot} must be a pivot listed in pivots with two model names, "
+                                     "[to-pivot model, back model]")
+        return self
+
+
+class AugmentSpec(Section):
+    methods: list[AugmentMethodSpec] = Field(
+        default_factory=list,
+        description="Augmenters applied to the training split, e.g. [{method: synonym, ratio: 1}]; each item takes "
+        "method (synonym, eda, shuffle, back_translation), ratio and that method's options (see the README). "
+        "Empty: no augmentation.",
+    )
+    seed: int = Field(0, description="Seed of every augmenter, so the same data always gets the same variants.")
+
+    @field_validator("methods")
+    @classmethod
+    def _each_method_once(cls, value: list[AugmentMethodSpec]) -> list[AugmentMethodSpec]:
+        names = [spec.method for spec in value]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"{', '.join(repeated)} is listed more than once; list each method once (raise its "
+                             "ratio for more variants)")
+        return value
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.methods)
+
+
 class CalibrationSpec(Section):
     temperature_scaling: bool = Field(
         True, description="Fit a softmax temperature on the validation split and use it for every prediction."
@@ -246,6 +329,7 @@ class Recipe(Section):
     task: TaskName = Field("classification", description="classification or regression.")
     model: ModelSpec = Field(default_factory=ModelSpec)
     data: DataSpec = Field(default_factory=DataSpec)
+    augment: AugmentSpec = Field(default_factory=AugmentSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)
     loss: LossSpec = Field(default_factory=LossSpec)
     freeze: FreezeSpec = Field(default_factory=FreezeSpec)

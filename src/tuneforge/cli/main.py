@@ -7,6 +7,7 @@ import sys
 import typer
 
 from tuneforge import __version__
+from tuneforge.cli import augment as augment_verb
 from tuneforge.cli import explain, export, fairness, inference, models, probes, recipes, report, training
 from tuneforge.cli.display import errors
 from tuneforge.errors import DataError, RecipeError, TuneforgeError
@@ -18,7 +19,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-for module in (training, inference, recipes, models, fairness, explain, probes, report, export):
+for module in (training, inference, recipes, models, fairness, explain, probes, report, export, augment_verb):
     module.register(app)
 
 

@@ -10,6 +10,7 @@ import datasets
 import numpy as np
 from sklearn.model_selection import train_test_split
 
+from tuneforge.augment.pipeline import augment_split
 from tuneforge.data import validation as checks
 from tuneforge.data.loading import read_table
 from tuneforge.errors import DataError, Problem, TuneforgeError
@@ -28,6 +29,7 @@ class PreparedData:
     warnings: list[Problem] = field(default_factory=list)
     sources: dict[str, str] = field(default_factory=dict)
     mitigation: dict[str, Any] | None = None  # what bias mitigation changed in the training split
+    augmentation: dict[str, int] | None = None  # rows each augmenter added to the training split
 
     def class_counts(self) -> dict[str, int]:
         if self.labels is None:
@@ -188,11 +190,13 @@ def prepare_data(recipe: Recipe) -> PreparedData:
         train, validation = _carve(train, share, train[LABEL_FIELD] if stratify else None, spec.split_seed)
     if recipe.task == "classification" and recipe.imbalance.oversample:
         train = _oversample(train, recipe.train.seed)
+    # Augmentation sees the balanced split (variants keep the balance) and mitigation sees the variants.
+    train, augmentation = augment_split(train, recipe, (validation, test))
     train, mitigation = _mitigate(train, recipe)
 
     sources = {role: path for role, (path, _) in loaded.items()}
     return PreparedData(train=train, validation=validation, test=test, labels=label_names, warnings=warnings,
-                        sources=sources, mitigation=mitigation)
+                        sources=sources, mitigation=mitigation, augmentation=augmentation)
 
 
 def _mitigate(train: datasets.Dataset, recipe: Recipe) -> tuple[datasets.Dataset, dict[str, Any] | None]:

@@ -393,6 +393,7 @@ def _write_data_summary(layout: RunLayout, data: PreparedData, class_weights: li
                           if class_weights and data.labels else None),
         "text_lengths": _length_statistics(tokenized, max_length),
         "mitigation": data.mitigation,
+        "augmentation": data.augmentation,
         "warnings": [str(w) for w in data.warnings],
     }
     artifacts.write_json(layout.data_summary, summary)
