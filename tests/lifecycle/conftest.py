@@ -1,0 +1,27 @@
+"""Tiny trained runs for the service tests, trained once per session; the app under test is built over them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import make_regression_rows, make_rows, tiny_recipe, write_csv
+
+QUICK = {"train": {"epochs": 2}, "evaluation": {"explain_examples": 0},
+         "fairness": {"counterfactual": False, "identity_categories": []}}
+
+
+@pytest.fixture(scope="session")
+def served_runs(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    import tuneforge
+
+    root = tmp_path_factory.mktemp("served-runs")
+    classification = {role: write_csv(root / "c" / f"{role}.csv", make_rows(count, seed))
+                      for role, count, seed in (("train", 48, 2), ("validation", 15, 3), ("test", 15, 4))}
+    regression = {role: write_csv(root / "r" / f"{role}.csv", make_regression_rows(count, seed))
+                  for role, count, seed in (("train", 48, 2), ("validation", 15, 3), ("test", 15, 4))}
+    classifier = tuneforge.fine_tune(tiny_recipe(tiny_model, classification, root / "classification", **QUICK))
+    regressor = tuneforge.fine_tune({**tiny_recipe(tiny_model, regression, root / "regression",
+                                                   data={"label_column": "score"}, **QUICK), "task": "regression"})
+    return {"classification": classifier.directory, "regression": regressor.directory}
