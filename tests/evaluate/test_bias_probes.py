@@ -381,7 +381,10 @@ def test_forcing_the_other_kind_is_flagged(lms):
     assert any("looks like a masked LM" in w for w in forced["warnings"])
 
 
-def test_names_that_are_not_local_are_refused_without_a_download(tmp_path):
+def test_names_that_are_not_local_are_refused_without_a_download(tmp_path, monkeypatch):
+    from tuneforge.models import resolve
+
+    monkeypatch.setattr(resolve, "hub_reachable", lambda: True)  # even online, the probe loads local models only
     with pytest.raises(ModelNotFoundError, match="never download"):
         stereotype_preference("some-org/some-model", planted_pairs()[:1])
     with pytest.raises(ModelNotFoundError, match="does not exist"):
