@@ -45,6 +45,11 @@ class Predictor:
             [id2label[i] for i in sorted(id2label)] if recipe.task == "classification" else None
         )
         self.temperature = check_temperature(temperature, "Predictor") if self.labels is not None else 1.0
+        # Token classification: tag names in id order; `labels` stays None because every whole-text consumer
+        # (calibration, fairness, attributions) reads it as "one class per text".
+        self.tags: list[str] | None = (
+            [id2label[i] for i in sorted(id2label)] if recipe.task == "token-classification" else None
+        )
 
     @classmethod
     def from_run(cls, run_dir: str | Path, device: str = "auto") -> Predictor:
@@ -80,8 +85,34 @@ class Predictor:
 
     def predict(self, texts: Sequence[str], pairs: Sequence[str] | None = None, batch_size: int = 64
                 ) -> list[dict[str, Any]]:
-        """One dict per text: `label`, `score` and `probabilities` (classification) or `score` (regression)."""
+        """One dict per text: `label`, `score` and `probabilities` (classification), `score` (regression), or
+        `tokens`, `tags`, `scores` and `entities` (token classification; a text is split on whitespace unless
+        it is already a list of words)."""
+        if self.tags is not None:
+            return self.tag(texts, batch_size)
         return self.task.decode(self.scale_logits(self.logits(texts, pairs, batch_size)), self.labels)
+
+    @torch.inference_mode()
+    def tag(self, texts: Sequence[str | Sequence[str]], batch_size: int = 64) -> list[dict[str, Any]]:
+        """Tags per word and entity spans, for a token-classification run."""
+        from tuneforge.tasks.token_classification import decode_words
+
+        if self.tags is None:
+            raise TuneforgeError(f"tagging needs a token-classification run; this is a {self.recipe.task} run",
+                                 fix="use predict() for whole-text predictions")
+        if isinstance(texts, str):
+            raise TypeError("tag takes a list of texts; wrap a single text in a list")
+        sentences = [text.split() if isinstance(text, str) else [str(word) for word in text] for text in texts]
+        results: list[dict[str, Any]] = []
+        for start in range(0, len(sentences), batch_size):
+            chunk = sentences[start:start + batch_size]
+            encoded = self.tokenizer(chunk, is_split_into_words=True, truncation=True,
+                                     max_length=self.recipe.train.max_length, padding=True, return_tensors="pt")
+            logits = self.model(**encoded.to(self.device)).logits.float().cpu().numpy()
+            for index, words in enumerate(chunk):
+                decoded = decode_words(logits[index], encoded.word_ids(index), words, self.tags)
+                results.append({"tokens": words, **decoded})
+        return results
 
     def scale_logits(self, logits: np.ndarray) -> np.ndarray:
         """Logits divided by the run's temperature (classification); regression outputs pass through unchanged."""

@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from tuneforge.errors import Problem, RecipeError
 
-TaskName = Literal["classification", "regression"]
+TaskName = Literal["classification", "regression", "token-classification"]
+TASK_ALIASES = {"ner": "token-classification", "token_classification": "token-classification"}
 DEFAULT_MODEL = "minilm"
 
 
@@ -100,7 +101,6 @@ class TrainSpec(Section):
     gradient_checkpointing: bool = Field(
         False, description="Recompute activations in the backward pass: much less memory for about 30% more time."
     )
-
 
 
 class LossSpec(Section):
@@ -326,7 +326,8 @@ class OutputSpec(Section):
 class Recipe(Section):
     """A complete, validated description of one fine-tuning run."""
 
-    task: TaskName = Field("classification", description="classification or regression.")
+    task: TaskName = Field("classification", description="classification, regression or token-classification "
+                                                         "(alias ner: one tag per word, CoNLL files or token lists).")
     model: ModelSpec = Field(default_factory=ModelSpec)
     data: DataSpec = Field(default_factory=DataSpec)
     augment: AugmentSpec = Field(default_factory=AugmentSpec)
@@ -344,7 +345,10 @@ class Recipe(Section):
     @field_validator("task", mode="before")
     @classmethod
     def _normalise_task(cls, value: Any) -> Any:
-        return value.strip().lower() if isinstance(value, str) else value
+        if not isinstance(value, str):
+            return value
+        name = value.strip().lower()
+        return TASK_ALIASES.get(name, name)
 
     @model_validator(mode="after")
     def _loss_fits_task(self) -> Recipe:
@@ -354,11 +358,22 @@ class Recipe(Section):
             return self
         if self.task == "regression" and name not in regression_losses:
             raise ValueError(f"loss.name '{name}' is a classification loss; regression takes mse, mae or huber")
+        if self.task == "token-classification" and name not in ("cross_entropy", "weighted_cross_entropy"):
+            raise ValueError(f"loss.name '{name}' does not apply to token classification; it takes cross_entropy "
+                             "or weighted_cross_entropy")
         if self.task == "classification" and name in regression_losses:
             raise ValueError(
                 f"loss.name '{name}' is a regression loss; classification takes cross_entropy, "
                 "weighted_cross_entropy or focal"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _peft_fits_task(self) -> Recipe:
+        if self.task == "token-classification" and self.peft.enabled:
+            raise ValueError(f"peft.method '{self.peft.method}' is not available for token classification yet "
+                             "(adapters are saved with a sequence-classification head); set peft.method: none, "
+                             "or freeze layers with freeze.layers to train fewer parameters")
         return self
 
     @model_validator(mode="after")
@@ -387,7 +402,7 @@ class Recipe(Section):
         """(metric name, greater_is_better)."""
         metric = self.early_stopping.metric.removeprefix("eval_")
         if metric == "auto":
-            metric = "rmse" if self.task == "regression" else "f1_macro"
+            metric = {"regression": "rmse", "token-classification": "f1"}.get(self.task, "f1_macro")
         mode = self.early_stopping.mode
         if mode == "auto":
             lower_better = {"rmse", "mse", "mae", "loss"}

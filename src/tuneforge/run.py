@@ -61,6 +61,11 @@ class RunLayout:
         return self.root / "predictions_test.csv"
 
     @property
+    def test_predictions_jsonl(self) -> Path:
+        """Token classification: one JSON line per test sentence (words, true and predicted tags, entities)."""
+        return self.root / "predictions_test.jsonl"
+
+    @property
     def training_curve(self) -> Path:
         return self.root / "training_curve.png"
 

@@ -24,6 +24,7 @@ errors = Console(stderr=True, soft_wrap=True)  # error lines stay whole so they 
 HEADLINE = {
     "classification": ("accuracy", "f1_macro", "f1_weighted", "ece", "loss"),
     "regression": ("rmse", "mae", "r2", "pearson", "spearman", "loss"),
+    "token-classification": ("f1", "precision", "recall", "f1_macro", "token_accuracy", "loss"),
 }
 
 
@@ -45,7 +46,8 @@ def metrics_table(metrics: dict[str, Any], task: str, title: str = "Metrics") ->
     for name in HEADLINE[task]:
         if any(name in metrics[s] for s in splits):
             table.add_row(name, *(fmt(metrics[s].get(name)) for s in splits))
-    table.add_row("examples", *(fmt(metrics[s].get("examples")) for s in splits))
+    count = "sentences" if task == "token-classification" else "examples"
+    table.add_row(count, *(fmt(metrics[s].get(count)) for s in splits))
     return table
 
 
@@ -61,9 +63,11 @@ def per_class_table(per_class: dict[str, dict[str, Any]], title: str) -> Table:
 def show_metrics(metrics: dict[str, Any], task: str, title: str = "Metrics") -> None:
     console.print(metrics_table(metrics, task, title))
     for split in ("test", "evaluation", "validation"):
-        per_class = (metrics.get(split) or {}).get("per_class")
+        scores = metrics.get(split) or {}
+        per_class = scores.get("per_class") or scores.get("per_type")
         if per_class:
-            console.print(per_class_table(per_class, f"Per class ({split})"))
+            kind = "entity type" if "per_type" in scores else "class"
+            console.print(per_class_table(per_class, f"Per {kind} ({split})"))
             break
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -19,7 +20,8 @@ def register(app: typer.Typer) -> None:
         data: Path = typer.Option(..., "--data", help="Labelled file with the run's text and label columns."),
         output: Path = typer.Option(None, help="Where to write the metrics JSON "
                                                "(default: RUN_DIR/evaluations/<file>.json)."),
-        predictions: Path = typer.Option(None, help="Also write per-row predictions to this CSV."),
+        predictions: Path = typer.Option(None, help="Also write per-row predictions to this CSV (JSON lines for "
+                                                    "token classification)."),
         device: str = typer.Option("auto", help="auto, cpu or cuda."),
     ) -> None:
         """Score a trained run on a labelled file; prints and writes the metrics, calibration, error analysis and
@@ -28,13 +30,14 @@ def register(app: typer.Typer) -> None:
         from rich.markup import escape
 
         from tuneforge import artifacts
-        from tuneforge.evaluate.scoring import score_file
+        from tuneforge.evaluate.scoring import score_file, score_tagged_file
         from tuneforge.predict import Predictor
         from tuneforge.predict_io import predictions_frame
         from tuneforge.run import RunLayout
 
         predictor = Predictor.from_run(run_dir, device)
-        metrics, rows = score_file(predictor, data)
+        tagging = predictor.tags is not None
+        metrics, rows = score_tagged_file(predictor, data) if tagging else score_file(predictor, data)
         target = output or RunLayout(run_dir).evaluations / f"{data.stem}.json"
         artifacts.write_json(target, {"data": str(data.resolve()), **metrics})
         show_metrics({"evaluation": metrics}, predictor.recipe.task, title=f"Evaluation on {data.name}")
@@ -46,7 +49,9 @@ def register(app: typer.Typer) -> None:
                 console.print(f"plugin {name}: " + ", ".join(f"{k}={v}" for k, v in result.items()
                                                               if isinstance(v, (int, float, str, bool))),
                               markup=False, highlight=False)
-        if predictions is not None:
+        if predictions is not None and tagging:
+            artifacts.write_text(predictions, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+        elif predictions is not None:
             frame = predictions_frame([r["text"] for r in rows], rows, [r["true"] for r in rows])
             artifacts.write_with(predictions, lambda path: frame.to_csv(path, index=False))
         console.print(f"metrics written to {target}")
@@ -56,7 +61,8 @@ def register(app: typer.Typer) -> None:
         run_dir: Path = typer.Argument(..., exists=True, file_okay=False, help="A run directory."),
         data: Path = typer.Option(None, "--data", help="File with a text column; without it, texts are read "
                                                        "from standard input, one per line."),
-        output: Path = typer.Option(None, help="CSV to write; without it, CSV goes to standard output."),
+        output: Path = typer.Option(None, help="CSV to write (JSON lines for token classification); without it, "
+                                               "standard output."),
         text_column: str = typer.Option(None, help="Text column in --data (default: the run's)."),
         batch_size: int = typer.Option(64, min=1, help="Texts per batch."),
         device: str = typer.Option("auto", help="auto, cpu or cuda."),
@@ -64,13 +70,16 @@ def register(app: typer.Typer) -> None:
         """Predict labels (with class probabilities) or scores for new texts."""
         quiet_libraries()
         from tuneforge import artifacts
+        from tuneforge.data.conll import is_conll, read_conll
         from tuneforge.predict import Predictor
         from tuneforge.predict_io import predictions_frame, read_texts
 
         predictor = Predictor.from_run(run_dir, device)
         spec = predictor.recipe.data
         pairs = None
-        if data is not None:
+        if data is not None and predictor.tags is not None and is_conll(data):
+            texts = read_conll(data).tokens  # the tags in the file, if any, are ignored
+        elif data is not None:
             texts, pairs = read_texts(data, text_column or spec.text_column, spec.text_pair_column)
         else:
             if sys.stdin.isatty():
@@ -81,6 +90,14 @@ def register(app: typer.Typer) -> None:
                                          fix=f"pass --data with columns {spec.text_column} and "
                                              f"{spec.text_pair_column}")])
         rows = predictor.predict(texts, pairs, batch_size=batch_size)
+        if predictor.tags is not None:  # one JSON line per text: words, tags, scores, entities
+            lines = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+            if output is None:
+                sys.stdout.write(lines)
+            else:
+                artifacts.write_text(output, lines)
+                console.print(f"{len(rows)} predictions written to {output}")
+            return
         frame = predictions_frame(texts, rows)
         if output is None:
             frame.to_csv(sys.stdout, index=False)

@@ -32,7 +32,7 @@ class PreparedData:
     augmentation: dict[str, int] | None = None  # rows each augmenter added to the training split
 
     def class_counts(self) -> dict[str, int]:
-        if self.labels is None:
+        if self.labels is None or LABEL_FIELD not in self.train.column_names:  # regression, or tags per word
             return {}
         counts = Counter(self.train[LABEL_FIELD])
         return {name: counts.get(i, 0) for i, name in enumerate(self.labels)}

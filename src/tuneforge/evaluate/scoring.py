@@ -106,3 +106,22 @@ def score_file(predictor: Predictor, path: str | Path, batch_size: int = 64) -> 
     rows = predictor.task.decode(predictor.scale_logits(logits), predictor.labels)
     return metrics, [{"text": t, "true": checks.label_key(y) if predictor.labels else float(y), **r}
                      for t, y, r in zip(texts, raw_labels, rows, strict=True)]
+
+
+def score_tagged_file(predictor: Predictor, path: str | Path, batch_size: int = 64
+                      ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Entity-level metrics and per-sentence predictions of a token-classification run on a tagged file."""
+    from tuneforge.data.conll import tag_problems
+    from tuneforge.data.token_data import load_sentences
+    from tuneforge.tasks.token_classification import entity_metrics
+
+    problems: list[Any] = []
+    sentences = load_sentences(str(path), "test", predictor.recipe, problems)
+    if sentences is not None:
+        problems += tag_problems(str(path), sentences, set(predictor.tags or []))
+    if sentences is None or any(p.severity == "error" for p in problems):
+        raise DataError(problems)
+    rows = predictor.tag(sentences.tokens, batch_size)
+    metrics = entity_metrics(sentences.tags, [row["tags"] for row in rows])
+    metrics["plugins"] = {}
+    return metrics, [{**row, "true": tags} for row, tags in zip(rows, sentences.tags, strict=True)]

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from transformers import (
+    AutoConfig,
     AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
     AutoTokenizer,
     PreTrainedModel,
     PreTrainedTokenizerBase,
@@ -52,7 +54,8 @@ def load_sequence_model(
     pad_token_id: int | None = None,
     **load_options: Any,
 ) -> PreTrainedModel:
-    """Body from the checkpoint, head sized from the data: one output per class, or one for regression.
+    """Body from the checkpoint, head sized from the data: one output per class (per token for tagging), or one
+    for regression.
 
     `load_options` go to `from_pretrained` as they are (QLoRA's quantization_config and device_map).
     """
@@ -63,14 +66,14 @@ def load_sequence_model(
         kwargs.update(num_labels=1, problem_type="regression")
     else:
         assert labels is not None
-        kwargs.update(
-            num_labels=len(labels),
-            id2label=dict(enumerate(labels)),
-            label2id={name: i for i, name in enumerate(labels)},
-            problem_type="single_label_classification",
-        )
+        kwargs.update(num_labels=len(labels), id2label=dict(enumerate(labels)),
+                      label2id={name: i for i, name in enumerate(labels)})
+        if task == "classification":
+            kwargs["problem_type"] = "single_label_classification"
+    auto_class = AutoModelForTokenClassification if task == "token-classification" else \
+        AutoModelForSequenceClassification
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(resolved.path, **kwargs, **load_options)
+        model = auto_class.from_pretrained(resolved.path, **kwargs, **load_options)
     except (OSError, ValueError) as error:
         if "safetensors" in str(error).lower():
             raise ModelNotFoundError(
@@ -85,8 +88,16 @@ def load_sequence_model(
     return model
 
 
+def head_class(architectures: list[str] | None) -> type:
+    """The Auto class that rebuilds a saved model with the head it was trained with."""
+    if any(name.endswith("ForTokenClassification") for name in architectures or []):
+        return AutoModelForTokenClassification
+    return AutoModelForSequenceClassification
+
+
 def load_trained_model(model_dir: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """A fine-tuned model from a run directory: safetensors only, no remote code."""
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir, use_safetensors=True)
+    config = AutoConfig.from_pretrained(model_dir)
+    model = head_class(config.architectures).from_pretrained(model_dir, use_safetensors=True)
     return model, tokenizer

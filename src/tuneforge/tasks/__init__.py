@@ -2,9 +2,9 @@
 
 from types import ModuleType
 
-from tuneforge.tasks import classification, regression
+from tuneforge.tasks import classification, regression, token_classification
 
-_TASKS: dict[str, ModuleType] = {classification.NAME: classification, regression.NAME: regression}
+_TASKS: dict[str, ModuleType] = {module.NAME: module for module in (classification, regression, token_classification)}
 
 
 def get_task(name: str) -> ModuleType:

@@ -73,7 +73,11 @@ def compute_metrics(logits: np.ndarray, labels: np.ndarray, label_names: list[st
     """Entity-level micro precision/recall/F1 (an entity counts when its type and both boundaries agree), per
     entity type, and word-level tag accuracy. seqeval's default mode follows the CoNLL `conlleval` script (a
     stray I- tag opens an entity), as the published NER baselines do, so figures compare with theirs."""
-    truth, guess = _sequences(logits, labels, label_names)
+    return entity_metrics(*_sequences(logits, labels, label_names))
+
+
+def entity_metrics(truth: list[list[str]], guess: list[list[str]]) -> dict[str, Any]:
+    """The metrics of `compute_metrics` from tag sequences, e.g. a tagged file against its gold tags."""
     options = {"zero_division": 0}
     report = classification_report(truth, guess, output_dict=True, **options)
     per_type = {kind: {"precision": float(row["precision"]), "recall": float(row["recall"]),

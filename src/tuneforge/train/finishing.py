@@ -78,7 +78,8 @@ def finish_run(layout: RunLayout, recipe: Recipe, test: datasets.Dataset | None,
     if test is not None and len(test) and wants_fairness_audit(recipe):
         steps.append(("fairness audit", f"tuneforge fairness {layout.root} --data TEST_FILE",
                       lambda: audit_test_split(layout, recipe, test, loaded())))
-    if test is not None and len(test) and recipe.evaluation.explain_examples > 0:
+    if test is not None and len(test) and recipe.evaluation.explain_examples > 0 and \
+            recipe.task in ("classification", "regression"):
         steps.append(("example explanations", f"tuneforge explain {layout.root} --data TEST_FILE",
                       lambda: explain_test_examples(layout, recipe, test, loaded())))
     steps.append(("report", f"tuneforge report {layout.root}", lambda: build_report(layout.root)))

@@ -1,4 +1,4 @@
-"""Task losses, normalised by the number of examples in the whole accumulated batch.
+"""Task losses, normalised by the number of examples (labelled tokens for tagging) in the whole accumulated batch.
 
 The Trainer hands `num_items_in_batch` (examples across all gradient-accumulation micro-batches) to a
 `compute_loss_func`; dividing summed losses by it makes the update independent of how a batch is split,
@@ -41,8 +41,8 @@ def resolve_class_weights(recipe: Recipe, labels: list[str], counts: list[int]) 
 
 
 def _normaliser(labels: torch.Tensor, num_items_in_batch: Any) -> torch.Tensor | float:
-    if num_items_in_batch is None:
-        return float(labels.shape[0])
+    if num_items_in_batch is None:  # one micro-batch alone: examples, or labelled tokens for tagging
+        return float((labels != -100).sum()) if labels.dim() > 1 else float(labels.shape[0])
     return num_items_in_batch
 
 
@@ -68,6 +68,11 @@ def build_loss(recipe: Recipe, class_weights: list[float] | None = None) -> Loss
     def cross_entropy(outputs: Any, labels: torch.Tensor, num_items_in_batch: Any = None,
                       weights: torch.Tensor | None = None) -> torch.Tensor:
         logits = logits_of(outputs).float()
+        if logits.dim() == 3:  # token classification: one prediction per token, -100 marks unlabelled pieces
+            per_token = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1).long(),
+                                        weight=weights_for(logits), label_smoothing=spec.label_smoothing,
+                                        ignore_index=-100, reduction="none")
+            return per_token.sum() / _normaliser(labels, num_items_in_batch)
         per_example = F.cross_entropy(logits, labels.long(), weight=weights_for(logits),
                                       label_smoothing=spec.label_smoothing, reduction="none")
         return _weighted_sum(per_example, weights) / _normaliser(labels, num_items_in_batch)

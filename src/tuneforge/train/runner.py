@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import json
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 from transformers import (
+    DataCollatorForTokenClassification,
     DataCollatorWithPadding,
     EarlyStoppingCallback,
     Trainer,
@@ -27,7 +29,9 @@ from transformers import (
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from tuneforge import artifacts
+from tuneforge.data.conll import TAG_FIELD, TOKEN_FIELD
 from tuneforge.data.prepare import LABEL_FIELD, WEIGHT_FIELD, PreparedData, prepare_data
+from tuneforge.data.token_data import prepare_token_data
 from tuneforge.errors import Problem, TuneforgeError
 from tuneforge.evaluate.calibration import fit_temperature, reliability_diagram, write_temperature
 from tuneforge.evaluate.plugins import load_plugins
@@ -42,6 +46,7 @@ from tuneforge.report import plots
 from tuneforge.run import Run, RunLayout
 from tuneforge.tasks import get_task
 from tuneforge.tasks.text import tokenize_dataset
+from tuneforge.tasks.token_classification import AlignLabels, decode_words
 from tuneforge.train.callbacks import GradualUnfreezeCallback, JsonlLogCallback
 from tuneforge.train.finishing import finish_run
 from tuneforge.train.losses import build_loss, resolve_class_weights
@@ -60,9 +65,11 @@ class TuneforgeTrainer(Trainer):
     until they open.
     """
 
-    def __init__(self, *args: Any, optimise_all_parameters: bool = False, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, optimise_all_parameters: bool = False, count_tokens: bool = False,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.optimise_all_parameters = optimise_all_parameters
+        self.count_tokens = count_tokens  # tagging: the loss is a mean over labelled tokens, the stock count
 
     def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch: Any = None) -> Any:
@@ -79,7 +86,7 @@ class TuneforgeTrainer(Trainer):
     def _get_num_items_in_batch(self, batch_samples: list, device: torch.device) -> Any:
         # The stock count is `labels != -100`, a token-level convention; here every row is one example, and a
         # regression target may well be -100. Count rows, and let the parent handle the multi-device sums.
-        if batch_samples and "labels" in batch_samples[0]:
+        if batch_samples and "labels" in batch_samples[0] and not self.count_tokens:
             batch_samples = [{**b, "labels": torch.zeros(b["labels"].shape[:1], dtype=torch.long)}
                              for b in batch_samples]
         return super()._get_num_items_in_batch(batch_samples, device)
@@ -236,7 +243,8 @@ def fine_tune(recipe: Recipe, *, resume: bool = False, callbacks: Sequence[Train
     device = pick_device(recipe.train.device)
     quantization = quantized_loading(recipe.peft, device)  # QLoRA on a machine that cannot run it fails now
     set_seed(recipe.train.seed)
-    data = prepare_data(recipe)
+    tagging = recipe.task == "token-classification"
+    data = prepare_token_data(recipe) if tagging else prepare_data(recipe)
     if on_warnings is not None and data.warnings:
         on_warnings(data.warnings)
     task = get_task(recipe.task)
@@ -250,15 +258,19 @@ def fine_tune(recipe: Recipe, *, resume: bool = False, callbacks: Sequence[Train
         apply_freezing(model, recipe.freeze)
     total_parameters, trainable_parameters = count_parameters(model)
 
-    counts = list(data.class_counts().values())
-    class_weights = resolve_class_weights(recipe, data.labels, counts) if data.labels else None
+    counts = list(data.class_counts().values()) if not tagging else []
+    class_weights = resolve_class_weights(recipe, data.labels, counts) if data.labels and counts else None
     spec = recipe.data
-    tokenized = {
-        role: tokenize_dataset(split, tokenizer, spec.text_column, spec.text_pair_column, recipe.train.max_length,
-                               keep=(LABEL_FIELD, WEIGHT_FIELD), desc=f"tokenizing {role}")
-        for role, split in (("train", data.train), ("validation", data.validation), ("test", data.test))
-        if split is not None
-    }
+    splits = [(role, split) for role, split in (("train", data.train), ("validation", data.validation),
+                                                 ("test", data.test)) if split is not None]
+    if tagging:
+        align = AlignLabels(tokenizer, {tag: i for i, tag in enumerate(data.labels)}, recipe.train.max_length)
+        tokenized = {role: split.map(align, batched=True, remove_columns=split.column_names,
+                                     desc=f"tokenizing {role}") for role, split in splits}
+    else:
+        tokenized = {role: tokenize_dataset(split, tokenizer, spec.text_column, spec.text_pair_column,
+                                            recipe.train.max_length, keep=(LABEL_FIELD, WEIGHT_FIELD),
+                                            desc=f"tokenizing {role}") for role, split in splits}
     _write_data_summary(layout, data, class_weights, tokenized, recipe.train.max_length)
 
     has_eval = "validation" in tokenized
@@ -280,11 +292,13 @@ def fine_tune(recipe: Recipe, *, resume: bool = False, callbacks: Sequence[Train
         train_dataset=tokenized["train"],
         eval_dataset=tokenized.get("validation"),
         processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8 if device.type == "cuda" else None),
+        data_collator=(DataCollatorForTokenClassification if tagging else DataCollatorWithPadding)(
+            tokenizer, pad_to_multiple_of=8 if device.type == "cuda" else None),
         compute_metrics=_scalar_metrics(task, data.labels),
         compute_loss_func=build_loss(recipe, class_weights),
         callbacks=run_callbacks,
         optimise_all_parameters=recipe.freeze.gradual_unfreeze,
+        count_tokens=tagging,
     )
     for noisy in (ProgressCallback, PrinterCallback):  # core functions never print; the CLI shows progress
         trainer.remove_callback(noisy)
@@ -328,35 +342,67 @@ def fine_tune(recipe: Recipe, *, resume: bool = False, callbacks: Sequence[Train
         },
     }
     temperature = 1.0
-    for role, split in (("validation", data.validation), ("test", data.test)):
-        if split is None:
-            continue
-        output = trainer.predict(tokenized[role], metric_key_prefix=role)
-        logits = np.asarray(output.predictions)
-        truth = np.asarray(split[LABEL_FIELD])
-        if not np.array_equal(np.asarray(output.label_ids).reshape(truth.shape), truth):
-            raise TuneforgeError(f"predictions on the {role} split came back out of order",
-                                 fix="report this as a bug; run with train.group_by_length: false meanwhile")
-        if role == "validation" and data.labels is not None and recipe.calibration.temperature_scaling:
-            temperature = fit_temperature(logits, truth)
-            write_temperature(layout.calibration, temperature)
-        texts = split[spec.text_column]
-        pairs = split[spec.text_pair_column] if spec.text_pair_column else None
-        sensitive = {name: split[name] for name in recipe.fairness.sensitive_columns if name in split.column_names}
-        metrics[role] = analyse_predictions(recipe, data.labels, logits, truth, texts, pairs, temperature, sensitive)
-        metrics[role]["loss"] = output.metrics.get(f"{role}_loss")
-        if role == "test":
-            scaled = logits / temperature if data.labels is not None else logits
-            _write_predictions(layout.test_predictions, texts, split[spec.label_column],
-                               task.decode(scaled, data.labels))
-    metrics["training"]["temperature"] = temperature if data.labels is not None else None
+    if tagging:  # entity-level metrics; calibration and error analysis are about whole-text classes
+        for role, split in (("validation", data.validation), ("test", data.test)):
+            if split is not None:
+                metrics[role] = _evaluate_tagging(trainer, tokenizer, tokenized[role], split, data.labels, role,
+                                                  layout.test_predictions_jsonl if role == "test" else None,
+                                                  recipe.train.max_length)
+    else:
+        for role, split in (("validation", data.validation), ("test", data.test)):
+            if split is None:
+                continue
+            output = trainer.predict(tokenized[role], metric_key_prefix=role)
+            logits = np.asarray(output.predictions)
+            truth = np.asarray(split[LABEL_FIELD])
+            if not np.array_equal(np.asarray(output.label_ids).reshape(truth.shape), truth):
+                raise TuneforgeError(f"predictions on the {role} split came back out of order",
+                                     fix="report this as a bug; run with train.group_by_length: false meanwhile")
+            if role == "validation" and data.labels is not None and recipe.calibration.temperature_scaling:
+                temperature = fit_temperature(logits, truth)
+                write_temperature(layout.calibration, temperature)
+            texts = split[spec.text_column]
+            pairs = split[spec.text_pair_column] if spec.text_pair_column else None
+            sensitive = {name: split[name] for name in recipe.fairness.sensitive_columns
+                         if name in split.column_names}
+            metrics[role] = analyse_predictions(recipe, data.labels, logits, truth, texts, pairs, temperature,
+                                                sensitive)
+            metrics[role]["loss"] = output.metrics.get(f"{role}_loss")
+            if role == "test":
+                scaled = logits / temperature if data.labels is not None else logits
+                _write_predictions(layout.test_predictions, texts, split[spec.label_column],
+                                   task.decode(scaled, data.labels))
+    metrics["training"]["temperature"] = temperature if recipe.task == "classification" else None
     artifacts.write_json(layout.metrics, metrics)
-    _write_plots(layout, trainer.state.log_history, metrics, metric, data.labels)
+    _write_plots(layout, trainer.state.log_history, metrics, metric,
+                 data.labels if recipe.task == "classification" else None)
     del trainer, model  # the finishing steps reload the saved model; free the training copy first
     if recipe.peft.method in MERGEABLE:  # every consumer of model/ then works unchanged (see models/peft.py)
         artifacts.write_directory(layout.model, functools.partial(write_merged_model, layout.root))
     finish_run(layout, recipe, data.test, on_warnings)
     return Run(layout.root, recipe, metrics)
+
+
+def _evaluate_tagging(trainer: Trainer, tokenizer: Any, tokenized: Any, split: Any, labels: list[str], role: str,
+                      predictions_path: Path | None, max_length: int) -> dict[str, Any]:
+    """Entity-level metrics of one split and, for the test split, one JSON line per sentence with its words,
+    true and predicted tags and predicted entities."""
+    task = get_task("token-classification")
+    output = trainer.predict(tokenized, metric_key_prefix=role)
+    logits, label_ids = np.asarray(output.predictions), np.asarray(output.label_ids)
+    result = task.compute_metrics(logits, label_ids, labels)
+    result["loss"] = output.metrics.get(f"{role}_loss")
+    if predictions_path is not None:
+        words, tags = list(split[TOKEN_FIELD]), list(split[TAG_FIELD])
+        encoded = tokenizer(words, is_split_into_words=True, truncation=True, max_length=max_length)
+        rows = []
+        for index, (sentence, truth) in enumerate(zip(words, tags, strict=True)):
+            word_ids = encoded.word_ids(index)
+            decoded = decode_words(logits[index][:len(word_ids)], word_ids, sentence, labels)
+            rows.append({"tokens": sentence, "tags": truth, "predicted": decoded["tags"],
+                         "entities": decoded["entities"]})
+        artifacts.write_text(predictions_path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+    return result
 
 
 def _save_model(trainer: Trainer, tokenizer: Any, folder: Path) -> None:
