@@ -199,9 +199,9 @@ def _training_arguments(recipe: Recipe, layout: RunLayout, device: torch.device,
         report_to="none",  # TensorBoard is attached as a callback writing into the run directory
         disable_tqdm=True,
         save_only_model=False,
-        gradient_checkpointing=spec.gradient_checkpointing,
+        activation_checkpointing=spec.gradient_checkpointing,
         # Non-reentrant checkpointing also back-propagates when every input of a segment is frozen (PEFT).
-        gradient_checkpointing_kwargs={"use_reentrant": False} if spec.gradient_checkpointing else None,
+        activation_checkpointing_kwargs={"use_reentrant": False} if spec.gradient_checkpointing else None,
         # Datasets hold only model inputs, labels and optional example weights, which the forward pass must
         # not receive but the loss must; dropping "unused" columns would drop the weights.
         remove_unused_columns=False,
