@@ -114,3 +114,14 @@ def test_token_loss_is_a_mean_over_labelled_tokens_whatever_the_accumulation():
     halves = sum(loss({"logits": logits[i:i + 2]}, labels[i:i + 2], num_items_in_batch=12) for i in (0, 2))
     expected = torch.nn.functional.cross_entropy(logits.reshape(-1, 3), labels.reshape(-1), ignore_index=-100)
     assert torch.allclose(whole, expected) and torch.allclose(halves, expected)
+
+
+def test_validate_checks_token_data(tagger, tmp_path, capsys):
+    _, files = tagger
+    assert main(["validate", "--data", str(files["train"]), "--validation", str(files["validation"]),
+                 "--task", "ner"]) == 0
+    assert "recipe is valid: token-classification" in capsys.readouterr().out
+    bad = tmp_path / "bad.txt"
+    bad.write_text("john PER\nwent O\n", encoding="utf-8")
+    assert main(["validate", "--data", str(bad), "--task", "ner"]) == 1
+    assert "not in BIO form" in capsys.readouterr().err

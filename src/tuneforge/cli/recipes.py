@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -46,7 +47,10 @@ def register(app: typer.Typer) -> None:
                              label_column=label_column, task=task)
         from tuneforge.evaluate.plugins import validate_plugins
 
-        loaded, problems = load_and_check(built)
+        if built.task == "token-classification":
+            loaded, problems = _check_token_data(built)
+        else:
+            loaded, problems = load_and_check(built)
         problems += validate_plugins(built.evaluation.plugins)
         try:
             resolved = resolve_model(built.model.name)
@@ -65,3 +69,17 @@ def register(app: typer.Typer) -> None:
         where = f" ({resolved.source})" if resolved else ""
         console.print(f"[green]recipe is valid[/green]: {built.task}, model {built.model.name}{where}; {rows}"
                       f"{'; ' + str(len(problems)) + ' warning(s)' if problems else ''}")
+
+
+def _check_token_data(recipe: Any) -> tuple[dict[str, tuple[str, Any]], list[Any]]:
+    """Token-classification data, checked the way training will check it: (sizes per split, problems)."""
+    from tuneforge.data.token_data import prepare_token_data
+    from tuneforge.errors import DataError
+
+    try:
+        data = prepare_token_data(recipe)
+    except DataError as error:
+        return {}, list(error.problems)
+    splits = {"train": data.train, "validation": data.validation, "test": data.test}
+    return ({role: (data.sources.get(role, "carved"), split) for role, split in splits.items() if split is not None},
+            list(data.warnings))
