@@ -9,6 +9,7 @@ import typer
 from tuneforge import __version__
 from tuneforge.cli import augment as augment_verb
 from tuneforge.cli import explain, export, fairness, inference, models, probes, recipes, report, serve, training
+from tuneforge.cli import selection as selection_verbs
 from tuneforge.cli.display import errors
 from tuneforge.errors import DataError, RecipeError, TuneforgeError
 
@@ -19,7 +20,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-for module in (training, inference, recipes, models, fairness, explain, probes, report, export, serve, augment_verb):
+for module in (training, inference, recipes, models, fairness, explain, probes, report, export, serve, augment_verb,
+               selection_verbs):
     module.register(app)
 
 
