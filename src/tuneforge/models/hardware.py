@@ -1,9 +1,9 @@
 """How fast and how big the training device is: achieved FLOP/s and the memory a run may use.
 
 On the CPU the speed is measured (a short fp32 matrix-multiply benchmark), because CPUs differ too much for a
-table; training reaches only part of that rate (small matrices, elementwise work, the optimiser), measured at
-about half on the bench machine (bench/memory.py). On CUDA the device name selects its published dense peak,
-times a typical utilisation for fine-tuning.
+table; training reaches only part of that rate (small matrices, elementwise work, the optimiser): about three
+quarters on the bench machine (bench/memory.py: 0.5 to 0.95 over six configurations). On CUDA the device name
+selects its published dense peak, times a typical utilisation for fine-tuning.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from tuneforge.errors import TuneforgeError
 
-CPU_TRAINING_EFFICIENCY = 0.5  # share of the matmul benchmark's rate that a training step achieves
+CPU_TRAINING_EFFICIENCY = 0.75  # share of the matmul benchmark's rate a training step achieves (bench: 0.5-0.95)
 GPU_TRAINING_EFFICIENCY = {"tensor": 0.35, "fp32": 0.5}  # fine-tuning utilisation of the dense peak
 # Dense peak TFLOP/s (no sparsity): (fp32 without tensor cores, bf16/fp16 tensor cores with fp32 accumulation),
 # from the vendors' data sheets. The first matching pattern wins, so specific names come first.
@@ -44,18 +44,19 @@ class Throughput:
     source: str  # how it was obtained, for the report
 
 
-def measure_matmul_flops(size: int = 1024, seconds: float = 0.25) -> float:
-    """fp32 FLOP/s of square matrix multiplies on the CPU, with torch's current thread count."""
+def measure_matmul_flops(tokens: int = 2048, width: int = 768, seconds: float = 0.25) -> float:
+    """fp32 FLOP/s on the CPU, with torch's current thread count, of the product a BERT-base feed-forward layer
+    computes: (tokens × width) @ (width × 4·width)."""
     import torch
 
-    a, b = torch.randn(size, size), torch.randn(size, size)
+    a, b = torch.randn(tokens, width), torch.randn(width, 4 * width)
     for _ in range(2):
         a @ b  # warm-up: first calls pay for thread-pool start and page faults
     count, start = 0, time.perf_counter()
     while count < 3 or time.perf_counter() - start < seconds:
         a @ b
         count += 1
-    return 2 * size**3 * count / (time.perf_counter() - start)
+    return 2 * tokens * width * 4 * width * count / (time.perf_counter() - start)
 
 
 def cpu_throughput() -> Throughput:
