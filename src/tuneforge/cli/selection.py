@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import typer
 from rich.table import Table
 
 from tuneforge.cli.display import console
 from tuneforge.errors import TuneforgeError
+from tuneforge.recipe import TaskName
 
 PEFT_METHODS = ("none", "lora", "qlora")
 
@@ -216,7 +217,7 @@ def register(app: typer.Typer) -> None:
         for rank, candidate in enumerate(result.candidates, start=1):
             console.print(f"{rank}. {candidate.entry.name}: {candidate.reason}", highlight=False)
         best = next((candidate for candidate in result.candidates if candidate.fits), None)
-        if best is not None and task in ("classification", "regression"):
+        if best is not None and task in get_args(TaskName):  # tasks `tuneforge train` runs
             console.print("next: " + train_command(best, data, task, max_length), highlight=False, soft_wrap=True)
         elif best is None:
             console.print("[yellow]no candidate fits the budget[/yellow]: raise --memory, use a GPU, or shorten "

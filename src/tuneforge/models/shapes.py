@@ -107,7 +107,8 @@ def model_config(name: str) -> ModelConfig:
                                      fix="point at the folder that holds config.json, or at a tuneforge run")
         return ModelConfig(name, _read_json(folder / "config.json"), "run" if folder != path else "local")
     entry = find_entry(name)
-    cached = _cached_config(entry.name if entry else name) if "/" in (entry.name if entry else name) else None
+    hub_id = entry.name if entry else name
+    cached = _cached_config(hub_id) if "/" in hub_id else None
     if cached is not None:
         return ModelConfig(name, cached, "hub-cache", entry)
     if entry is not None:
