@@ -168,11 +168,9 @@ def train_and_audit(mitigation: str, files: dict[str, Path], output: Path, categ
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
+    from tuneforge.cli.display import fmt
+
+    return fmt(value, digits)
 
 
 def _delta(before: Any, after: Any, digits: int = 3) -> str:
