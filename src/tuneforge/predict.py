@@ -34,7 +34,7 @@ class Predictor:
     """
 
     def __init__(self, model: Any, tokenizer: Any, recipe: Recipe, device: torch.device,
-                 temperature: float = 1.0) -> None:
+                 temperature: float = 1.0, thresholds: Sequence[float] | None = None) -> None:
         self.model = model.to(device).eval()
         self.tokenizer = tokenizer
         self.recipe = recipe
@@ -50,6 +50,15 @@ class Predictor:
         self.tags: list[str] | None = (
             [id2label[i] for i in sorted(id2label)] if recipe.task == "token-classification" else None
         )
+        # Multilabel: label names in id order and one decision threshold each (the run's thresholds.json); like
+        # `tags`, kept apart from `labels`, which whole-text single-label consumers read.
+        self.multilabels: list[str] | None = (
+            [id2label[i] for i in sorted(id2label)] if recipe.task == "multilabel" else None
+        )
+        self.thresholds: list[float] | None = None
+        if self.multilabels is not None:
+            self.thresholds = [float(t) for t in thresholds] if thresholds is not None else \
+                [0.5] * len(self.multilabels)
 
     @classmethod
     def from_run(cls, run_dir: str | Path, device: str = "auto") -> Predictor:
@@ -57,7 +66,13 @@ class Predictor:
         recipe = read_run_recipe(layout.root)
         model, tokenizer = load_run_model(layout.root)  # model/, or base + adapter for prompt/prefix tuning
         temperature = read_temperature(layout.calibration) if recipe.task == "classification" else 1.0
-        return cls(model, tokenizer, recipe, pick_device(device), temperature=temperature)
+        thresholds = None
+        if recipe.task == "multilabel":
+            from tuneforge.tasks.multilabel import read_thresholds
+
+            id2label = getattr(model.config, "id2label", None) or {}
+            thresholds = read_thresholds(layout.thresholds, [id2label[i] for i in sorted(id2label)])
+        return cls(model, tokenizer, recipe, pick_device(device), temperature=temperature, thresholds=thresholds)
 
     @torch.inference_mode()
     def logits(self, texts: Sequence[str], pairs: Sequence[str] | None = None, batch_size: int = 64) -> np.ndarray:
@@ -87,9 +102,12 @@ class Predictor:
                 ) -> list[dict[str, Any]]:
         """One dict per text: `label`, `score` and `probabilities` (classification), `score` (regression), or
         `tokens`, `tags`, `scores` and `entities` (token classification; a text is split on whitespace unless
-        it is already a list of words)."""
+        it is already a list of words), or `labels` (those at or above their threshold) and `probabilities`
+        (multilabel)."""
         if self.tags is not None:
             return self.tag(texts, batch_size)
+        if self.multilabels is not None:
+            return self.task.decode(self.logits(texts, pairs, batch_size), self.multilabels, self.thresholds)
         return self.task.decode(self.scale_logits(self.logits(texts, pairs, batch_size)), self.labels)
 
     @torch.inference_mode()
@@ -123,6 +141,10 @@ class Predictor:
     def probabilities(self, texts: Sequence[str], pairs: Sequence[str] | None = None, batch_size: int = 64
                       ) -> np.ndarray:
         """Calibrated class probabilities, softmax(logits / T), shaped (texts, classes); classification only."""
+        if self.multilabels is not None:
+            from tuneforge.tasks.multilabel import probabilities
+
+            return probabilities(self.logits(texts, pairs, batch_size))
         if self.labels is None:
             raise TuneforgeError("probabilities exist for classification runs only; this run is regression",
                                  fix="use Predictor.predict (or .logits) for regression scores")

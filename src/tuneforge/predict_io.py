@@ -39,7 +39,10 @@ def predictions_frame(texts: Sequence[Any], rows: Sequence[dict[str, Any]],
             record["true"] = truths[index]
         if "label" in row:
             record["label"] = row["label"]
-        record["score"] = row["score"]
+        if "labels" in row:  # multilabel: every predicted label, "|"-joined like the training files
+            record["labels"] = "|".join(row["labels"])
+        if "score" in row:
+            record["score"] = row["score"]
         for name, probability in (row.get("probabilities") or {}).items():
             record[f"prob_{name}"] = probability
         records.append(record)

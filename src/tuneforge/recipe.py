@@ -16,8 +16,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from tuneforge.errors import Problem, RecipeError
 
-TaskName = Literal["classification", "regression", "token-classification"]
-TASK_ALIASES = {"ner": "token-classification", "token_classification": "token-classification"}
+TaskName = Literal["classification", "regression", "token-classification", "multilabel"]
+TASK_ALIASES = {"ner": "token-classification", "token_classification": "token-classification",
+                "multi-label": "multilabel", "multi_label": "multilabel", "multilabel-classification": "multilabel"}
+# Task names that are classification plus a required second text column.
+PAIR_TASKS = {"pair-classification": "classification", "pair_classification": "classification",
+              "sentence-pair-classification": "classification"}
+LABEL_SEPARATORS = ("|", ";", ",")
 DEFAULT_MODEL = "minilm"
 
 
@@ -48,6 +53,11 @@ class DataSpec(Section):
     text_column: str = Field("text", description="Column with the input text.")
     text_pair_column: str | None = Field(None, description="Optional second text column (sentence pairs).")
     label_column: str = Field("label", description="Column with the label (class name/id, or a number for regression).")
+    label_separator: str | None = Field(
+        None,
+        description="multilabel: separator of the labels in one text cell, e.g. 'a|b'; empty: auto-detect among "
+        "'|', ';' and ','. Lists (JSONL/Parquet) need none; an empty cell means no label.",
+    )
     validation_split: float = Field(
         0.1, ge=0.0, lt=1.0, description="Fraction of train held out for validation when no validation file is given."
     )
@@ -62,6 +72,13 @@ class DataSpec(Section):
     cache_dir: str | None = Field(
         None, description="Cache for loaded and tokenized data (default: the datasets cache)."
     )
+
+    @field_validator("label_separator")
+    @classmethod
+    def _separator_not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("label_separator cannot be blank; leave it empty to auto-detect '|', ';' or ','")
+        return value
 
     @model_validator(mode="after")
     def _splits_leave_training_data(self) -> DataSpec:
@@ -104,8 +121,9 @@ class TrainSpec(Section):
 
 
 class LossSpec(Section):
-    name: Literal["auto", "cross_entropy", "weighted_cross_entropy", "focal", "mse", "mae", "huber"] = Field(
-        "auto", description="auto: cross_entropy for classification, mse for regression."
+    name: Literal["auto", "cross_entropy", "weighted_cross_entropy", "focal", "mse", "mae", "huber", "bce"] = Field(
+        "auto", description="auto: cross_entropy for classification, mse for regression, bce (binary cross-entropy "
+        "with logits, one per label) for multilabel."
     )
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="Label smoothing for cross-entropy losses.")
     focal_gamma: float = Field(2.0, ge=0, description="Focusing parameter of the focal loss.")
@@ -113,7 +131,8 @@ class LossSpec(Section):
     class_weights: Literal["balanced"] | dict[str, float] | None = Field(
         None,
         description="Per-class loss weights: 'balanced' (inverse frequency) or {label: weight}. "
-        "weighted_cross_entropy uses 'balanced' when this is empty.",
+        "weighted_cross_entropy uses 'balanced' when this is empty. multilabel: weights of each label's positive "
+        "term (pos_weight); 'balanced' gives negatives / positives per label.",
     )
 
 
@@ -168,7 +187,8 @@ class PeftSpec(Section):
 
 class EarlyStoppingSpec(Section):
     enabled: bool = Field(True, description="Stop when the validation metric stops improving.")
-    metric: str = Field("auto", description="Metric to watch; auto: f1_macro (classification) or rmse (regression).")
+    metric: str = Field("auto", description="Metric to watch; auto: f1_macro (classification), rmse (regression), "
+                                             "f1 (token-classification) or f1_micro (multilabel).")
     mode: Literal["auto", "max", "min"] = Field("auto", description="Whether larger or smaller is better.")
     patience: int = Field(2, ge=1, description="Evaluations without improvement before stopping.")
     min_delta: float = Field(0.0, ge=0, description="Smallest change that counts as an improvement.")
@@ -326,8 +346,10 @@ class OutputSpec(Section):
 class Recipe(Section):
     """A complete, validated description of one fine-tuning run."""
 
-    task: TaskName = Field("classification", description="classification, regression or token-classification "
-                                                         "(alias ner: one tag per word, CoNLL files or token lists).")
+    task: TaskName = Field("classification", description="classification, regression, token-classification "
+                                                         "(alias ner: one tag per word, CoNLL files or token lists), "
+                                                         "multilabel (several labels per text) or pair-classification "
+                                                         "(classification of text pairs; needs data.text_pair_column).")
     model: ModelSpec = Field(default_factory=ModelSpec)
     data: DataSpec = Field(default_factory=DataSpec)
     augment: AugmentSpec = Field(default_factory=AugmentSpec)
@@ -341,6 +363,25 @@ class Recipe(Section):
     fairness: FairnessSpec = Field(default_factory=FairnessSpec)
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     output: OutputSpec = Field(default_factory=OutputSpec)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _pair_task(cls, data: Any) -> Any:
+        """pair-classification is classification that must have a second text column; checked before the name
+        is folded into classification, which would forget that pairs were asked for."""
+        if not isinstance(data, dict) or not isinstance(data.get("task"), str):
+            return data
+        name = data["task"].strip().lower()
+        if name not in PAIR_TASKS:
+            return data
+        section = data.get("data")
+        pair = section.get("text_pair_column") if isinstance(section, dict) else \
+            getattr(section, "text_pair_column", None)
+        if not pair:
+            raise ValueError("task pair-classification needs data.text_pair_column, the column with the second text "
+                             "of each pair; set it (`--text-pair-column` or `--set data.text_pair_column=COLUMN`), or "
+                             "use task: classification for single texts")
+        return {**data, "task": PAIR_TASKS[name]}
 
     @field_validator("task", mode="before")
     @classmethod
@@ -356,6 +397,10 @@ class Recipe(Section):
         name = self.loss.name
         if name == "auto":
             return self
+        if self.task == "multilabel" and name != "bce":
+            raise ValueError(f"loss.name '{name}' does not apply to multilabel; it takes bce (or auto)")
+        if self.task != "multilabel" and name == "bce":
+            raise ValueError(f"loss.name 'bce' is the multilabel loss; {self.task} does not take it, use auto")
         if self.task == "regression" and name not in regression_losses:
             raise ValueError(f"loss.name '{name}' is a classification loss; regression takes mse, mae or huber")
         if self.task == "token-classification" and name not in ("cross_entropy", "weighted_cross_entropy"):
@@ -374,6 +419,19 @@ class Recipe(Section):
             raise ValueError(f"peft.method '{self.peft.method}' is not available for token classification yet "
                              "(adapters are saved with a sequence-classification head); set peft.method: none, "
                              "or freeze layers with freeze.layers to train fewer parameters")
+        return self
+
+    @model_validator(mode="after")
+    def _multilabel_options(self) -> Recipe:
+        # Oversampling and group mitigation balance one class per row; several labels per row have no such class.
+        if self.task != "multilabel":
+            return self
+        if self.imbalance.oversample:
+            raise ValueError("imbalance.oversample repeats rows of one class, which multilabel rows do not have; "
+                             "set it to false and use imbalance.class_weights (a pos_weight per label) instead")
+        if self.fairness.mitigation != "none":
+            raise ValueError(f"fairness.mitigation '{self.fairness.mitigation}' needs one class per text; set "
+                             "fairness.mitigation: none for multilabel")
         return self
 
     @model_validator(mode="after")
@@ -396,13 +454,14 @@ class Recipe(Section):
     def loss_name(self) -> str:
         if self.loss.name != "auto":
             return self.loss.name
-        return "mse" if self.task == "regression" else "cross_entropy"
+        return {"regression": "mse", "multilabel": "bce"}.get(self.task, "cross_entropy")
 
     def early_stopping_metric(self) -> tuple[str, bool]:
         """(metric name, greater_is_better)."""
         metric = self.early_stopping.metric.removeprefix("eval_")
         if metric == "auto":
-            metric = {"regression": "rmse", "token-classification": "f1"}.get(self.task, "f1_macro")
+            metric = {"regression": "rmse", "token-classification": "f1", "multilabel": "f1_micro"}.get(
+                self.task, "f1_macro")
         mode = self.early_stopping.mode
         if mode == "auto":
             lower_better = {"rmse", "mse", "mae", "loss"}

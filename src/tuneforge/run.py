@@ -79,6 +79,12 @@ class RunLayout:
         return self.root / "calibration.json"
 
     @property
+    def thresholds(self) -> Path:
+        """Multilabel: `{"labels": [...], "thresholds": [...]}`, one decision threshold per label, tuned on the
+        validation split (0.5 each without one)."""
+        return self.root / "thresholds.json"
+
+    @property
     def reliability_diagram(self) -> Path:
         return self.root / "reliability_diagram.png"
 

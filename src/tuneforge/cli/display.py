@@ -25,6 +25,8 @@ HEADLINE = {
     "classification": ("accuracy", "f1_macro", "f1_weighted", "ece", "loss"),
     "regression": ("rmse", "mae", "r2", "pearson", "spearman", "loss"),
     "token-classification": ("f1", "precision", "recall", "f1_macro", "token_accuracy", "loss"),
+    "multilabel": ("f1_micro", "f1_macro", "f1_weighted", "precision_micro", "recall_micro", "subset_accuracy",
+                   "hamming_loss", "loss"),
 }
 
 
@@ -51,10 +53,10 @@ def metrics_table(metrics: dict[str, Any], task: str, title: str = "Metrics") ->
     return table
 
 
-def per_class_table(per_class: dict[str, dict[str, Any]], title: str) -> Table:
+def per_class_table(per_class: dict[str, dict[str, Any]], title: str, kind: str = "class") -> Table:
     table = Table(title=title)
-    for column in ("class", "precision", "recall", "f1", "support"):
-        table.add_column(column, justify="left" if column == "class" else "right")
+    for column in (kind, "precision", "recall", "f1", "support"):
+        table.add_column(column, justify="right" if column != kind else "left")
     for name, row in per_class.items():
         table.add_row(name, fmt(row["precision"]), fmt(row["recall"]), fmt(row["f1"]), str(row["support"]))
     return table
@@ -66,8 +68,8 @@ def show_metrics(metrics: dict[str, Any], task: str, title: str = "Metrics") -> 
         scores = metrics.get(split) or {}
         per_class = scores.get("per_class") or scores.get("per_type")
         if per_class:
-            kind = "entity type" if "per_type" in scores else "class"
-            console.print(per_class_table(per_class, f"Per {kind} ({split})"))
+            kind = "entity type" if "per_type" in scores else "label" if task == "multilabel" else "class"
+            console.print(per_class_table(per_class, f"Per {kind} ({split})", kind.split()[-1]))
             break
 
 

@@ -15,7 +15,8 @@ from tuneforge.recipe import commented_template
 def register(app: typer.Typer) -> None:
     @app.command()
     def init(
-        task: str = typer.Option("classification", help="classification or regression."),
+        task: str = typer.Option("classification", help="classification, regression, token-classification, "
+                                                        "multilabel or pair-classification."),
         data: str = typer.Option(None, "--data", help="Training file to put in the recipe."),
         model: str = typer.Option(None, help="Model to put in the recipe."),
     ) -> None:
@@ -36,7 +37,8 @@ def register(app: typer.Typer) -> None:
         test: Path = typer.Option(None, help="Test file."),
         text_column: str = typer.Option(None, help="Text column."),
         label_column: str = typer.Option(None, help="Label column."),
-        task: str = typer.Option(None, help="classification or regression."),
+        task: str = typer.Option(None, help="classification, regression, token-classification, multilabel or "
+                                            "pair-classification."),
     ) -> None:
         """Check the recipe and its data without training; lists every problem at once."""
         quiet_libraries()

@@ -58,7 +58,8 @@ def register(app: typer.Typer) -> None:
         text_pair_column: str = typer.Option(None, help="Second text column for pairs (data.text_pair_column)."),
         label_column: str = typer.Option(None, help="Label column (data.label_column)."),
         model: str = typer.Option(None, help="Model alias, folder or hub id (model.name)."),
-        task: str = typer.Option(None, help="classification, regression or token-classification (alias ner)."),
+        task: str = typer.Option(None, help="classification, regression, token-classification (alias ner), "
+                                 "multilabel or pair-classification."),
         output: Path = typer.Option(None, help="Run directory (output.dir)."),
         resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its last checkpoint."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run in the output folder."),

@@ -34,7 +34,11 @@ class PreparedData:
     def class_counts(self) -> dict[str, int]:
         if self.labels is None or LABEL_FIELD not in self.train.column_names:  # regression, or tags per word
             return {}
-        counts = Counter(self.train[LABEL_FIELD])
+        targets = self.train[LABEL_FIELD]
+        if targets and isinstance(targets[0], list):  # multilabel: rows carrying each label
+            totals = np.asarray(targets, dtype=np.float64).sum(axis=0)
+            return {name: int(totals[i]) for i, name in enumerate(self.labels)}
+        counts = Counter(targets)
         return {name: counts.get(i, 0) for i, name in enumerate(self.labels)}
 
 
@@ -50,17 +54,36 @@ def sort_labels(keys: set[str]) -> list[str]:
     return sorted(keys)
 
 
+def label_separator(recipe: Recipe, train_values: list[Any]) -> str | None:
+    """The multilabel separator: the recipe's, else the first of '|', ';', ',' found in the training labels."""
+    from tuneforge.recipe import LABEL_SEPARATORS
+
+    return recipe.data.label_separator or checks.detect_separator(train_values, LABEL_SEPARATORS)
+
+
+def multi_hot(labels: list[str], label2id: dict[str, int]) -> list[float]:
+    vector = [0.0] * len(label2id)
+    for label in labels:
+        vector[label2id[label]] = 1.0
+    return vector
+
+
 class _EncodeLabels:
     """Picklable (so `datasets` can fingerprint and cache it) label encoder."""
 
-    def __init__(self, column: str, label2id: dict[str, int] | None) -> None:
+    def __init__(self, column: str, label2id: dict[str, int] | None, multilabel: bool = False,
+                 separator: str | None = None) -> None:
         self.column = column
         self.label2id = label2id
+        self.multilabel = multilabel
+        self.separator = separator
 
     def __call__(self, batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
         values = batch[self.column]
         if self.label2id is None:
             return {LABEL_FIELD: [float(v) for v in values]}
+        if self.multilabel:
+            return {LABEL_FIELD: [multi_hot(checks.split_labels(v, self.separator), self.label2id) for v in values]}
         return {LABEL_FIELD: [self.label2id[checks.label_key(v)] for v in values]}
 
 
@@ -130,7 +153,8 @@ def load_and_check(recipe: Recipe) -> tuple[dict[str, tuple[str, datasets.Datase
         if spec.text_pair_column:
             problems += checks.check_texts(path, spec.text_pair_column, dataset[spec.text_pair_column])
         labels = dataset[spec.label_column]
-        problems += checks.check_labels_present(path, spec.label_column, labels)
+        if recipe.task != "multilabel":  # for multilabel an empty cell is a text with no label
+            problems += checks.check_labels_present(path, spec.label_column, labels)
         if recipe.task == "regression":
             problems += checks.check_regression_targets(path, spec.label_column, labels)
 
@@ -143,6 +167,18 @@ def load_and_check(recipe: Recipe) -> tuple[dict[str, tuple[str, datasets.Datase
                 other_path, other = usable[role]
                 problems += checks.check_unseen_labels(other_path, spec.label_column, other[spec.label_column],
                                                        set(counts))
+
+    if recipe.task == "multilabel" and "train" in usable:
+        path, train = usable["train"]
+        separator = label_separator(recipe, train[spec.label_column])
+        rows = [checks.split_labels(v, separator) for v in train[spec.label_column]]
+        problems += checks.check_multilabel_train(path, spec.label_column, rows, spec.min_examples_per_class)
+        known = {label for labels in rows for label in labels}
+        for role in ("validation", "test"):
+            if role in usable and known:
+                other_path, other = usable[role]
+                other_rows = [checks.split_labels(v, separator) for v in other[spec.label_column]]
+                problems += checks.check_unseen_multilabels(other_path, spec.label_column, other_rows, known)
 
     keys = {
         role: (path, [checks.text_key(t, p) for t, p in zip(
@@ -173,7 +209,14 @@ def prepare_data(recipe: Recipe) -> PreparedData:
         label_names = sort_labels({checks.label_key(v) for v in train_values})
         label2id = {name: i for i, name in enumerate(label_names)}
 
-    encoder = _EncodeLabels(spec.label_column, label2id)
+    separator = None
+    if recipe.task == "multilabel":
+        train_values = loaded["train"][1][spec.label_column]
+        separator = label_separator(recipe, train_values)
+        label_names = sort_labels({label for v in train_values for label in checks.split_labels(v, separator)})
+        label2id = {name: i for i, name in enumerate(label_names)}
+
+    encoder = _EncodeLabels(spec.label_column, label2id, recipe.task == "multilabel", separator)
     encoded = {role: ds.map(encoder, batched=True, desc=f"encoding {role} labels")
                for role, (_, ds) in loaded.items()}
 

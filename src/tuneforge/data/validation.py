@@ -147,3 +147,58 @@ def label_key(value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value).strip()
+
+
+# --- multilabel: several labels in one cell ------------------------------------------------------------
+
+def detect_separator(values: Sequence[Any], separators: Sequence[str] = ("|", ";", ",")) -> str | None:
+    """The first of `separators` found in any text cell, so 'a|b' and 'a;b' both work without configuration;
+    None when no cell holds one (every row has at most one label, or labels come as lists)."""
+    texts = [value for value in values if isinstance(value, str)]
+    for separator in separators:
+        if any(separator in text for text in texts):
+            return separator
+    return None
+
+
+def split_labels(value: Any, separator: str | None) -> list[str]:
+    """One cell's labels: a list (JSONL/Parquet) as it is, a text split on `separator`; blank means none."""
+    if isinstance(value, (list, tuple)):
+        items = list(value)
+    elif is_blank(value):
+        return []
+    elif isinstance(value, str) and separator:
+        items = value.split(separator)
+    else:
+        items = [value]
+    return [label_key(item) for item in items if not is_blank(item)]
+
+
+def check_multilabel_train(path: str, column: str, rows: Sequence[list[str]], minimum: int) -> list[Problem]:
+    """Training data must name at least one label; a label seen fewer than `minimum` times cannot be learnt."""
+    counts = Counter(label for labels in rows for label in labels)
+    where = f"{path}: column '{column}'"
+    if not counts:
+        return [Problem(where=where, message="no row of the training data has a label",
+                        fix="check data.label_column and data.label_separator (labels like 'a|b', or a list per "
+                            "row in JSONL/Parquet)")]
+    rare = {label: n for label, n in counts.items() if n < minimum}
+    if not rare:
+        return []
+    listed = ", ".join(f"{label!r} ({n})" for label, n in sorted(rare.items(), key=lambda kv: kv[1]))
+    return [Problem(where=where, message=f"label(s) on fewer than {minimum} training rows: {listed}",
+                    fix="add examples, drop the label, or lower data.min_examples_per_class")]
+
+
+def check_unseen_multilabels(path: str, column: str, rows: Sequence[list[str]], known: set[str]) -> list[Problem]:
+    """Labels in a validation/test file that training never saw, one problem per label with its rows."""
+    unseen: dict[str, list[int]] = {}
+    for i, labels in enumerate(rows):
+        for label in labels:
+            if label not in known:
+                unseen.setdefault(label, []).append(i)
+    return [Problem(where=f"{path}: column '{column}'",
+                    message=f"label {label!r} never occurs in the training data ({_rows(path, indices)})",
+                    fix=f"fix the spelling (training labels: {', '.join(sorted(known))}), check "
+                        "data.label_separator, or add training examples of this label")
+            for label, indices in unseen.items()]

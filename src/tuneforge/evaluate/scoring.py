@@ -38,13 +38,18 @@ def error_groups(recipe: Recipe, texts: Sequence[str], columns: Mapping[str, Seq
 
 def analyse_predictions(recipe: Recipe, label_names: list[str] | None, logits: np.ndarray, labels: np.ndarray,
                         texts: Sequence[str], pairs: Sequence[str] | None, temperature: float,
-                        columns: Mapping[str, Sequence[Any]] | None = None) -> dict[str, Any]:
+                        columns: Mapping[str, Sequence[Any]] | None = None,
+                        thresholds: Sequence[float] | None = None) -> dict[str, Any]:
     """Task metrics plus calibration, error analysis and the recipe's plug-ins, for any split.
+
 
     Training (validation/test splits) and `tuneforge evaluate` both call this, so their numbers agree.
     `columns` are the split's other columns, where sensitive attributes for per-group error rates may live.
     """
-    metrics = get_task(recipe.task).compute_metrics(logits, labels, label_names)
+    task = get_task(recipe.task)
+    if recipe.task == "multilabel":
+        return _analyse_multilabel(recipe, label_names or [], logits, labels, texts, thresholds)
+    metrics = task.compute_metrics(logits, labels, label_names)
     metrics["examples"] = len(texts)
     if label_names is not None:
         probabilities = scaled_probabilities(logits, temperature)
@@ -61,6 +66,24 @@ def analyse_predictions(recipe: Recipe, label_names: list[str] | None, logits: n
         metrics["calibration"] = None
         metrics["error_analysis"] = None
     metrics["plugins"] = run_plugins(recipe.evaluation.plugins, texts, labels, predictions, probabilities,
+                                     label_names)
+    return metrics
+
+
+def _analyse_multilabel(recipe: Recipe, label_names: list[str], logits: np.ndarray, labels: np.ndarray,
+                        texts: Sequence[str], thresholds: Sequence[float] | None) -> dict[str, Any]:
+    """Multilabel metrics at the run's thresholds; calibration and error analysis assume one class per text,
+    so they are left out (None) as for regression. Plug-ins get multi-hot predictions and label probabilities."""
+    from tuneforge.tasks import multilabel
+
+    metrics = multilabel.compute_metrics(logits, labels, label_names, thresholds)
+    metrics["examples"] = len(texts)
+    metrics["thresholds"] = dict(zip(label_names, [float(t) for t in multilabel.threshold_array(
+        thresholds, len(label_names))], strict=True))
+    metrics["calibration"] = None
+    metrics["error_analysis"] = None
+    metrics["plugins"] = run_plugins(recipe.evaluation.plugins, texts, labels,
+                                     multilabel.predict_multi_hot(logits, thresholds), multilabel.probabilities(logits),
                                      label_names)
     return metrics
 
@@ -85,6 +108,8 @@ def score_file(predictor: Predictor, path: str | Path, batch_size: int = 64) -> 
     pairs = dataset[spec.text_pair_column] if spec.text_pair_column else None
     raw_labels = dataset[spec.label_column]
     problems += checks.check_texts(path, spec.text_column, texts)
+    if predictor.multilabels is not None:
+        return _score_multilabel(predictor, path, dataset, texts, pairs, raw_labels, problems, batch_size)
     problems += checks.check_labels_present(path, spec.label_column, raw_labels)
     if predictor.labels is not None:
         problems += checks.check_unseen_labels(path, spec.label_column, raw_labels, set(predictor.labels))
@@ -106,6 +131,27 @@ def score_file(predictor: Predictor, path: str | Path, batch_size: int = 64) -> 
     rows = predictor.task.decode(predictor.scale_logits(logits), predictor.labels)
     return metrics, [{"text": t, "true": checks.label_key(y) if predictor.labels else float(y), **r}
                      for t, y, r in zip(texts, raw_labels, rows, strict=True)]
+
+
+def _score_multilabel(predictor: Predictor, path: str, dataset: Any, texts: list[Any], pairs: list[Any] | None,
+                      raw_labels: list[Any], problems: list[Any], batch_size: int
+                      ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """`score_file` for a multilabel run: labels split like training's, unseen labels an error."""
+    from tuneforge.data.prepare import label_separator, multi_hot
+
+    spec = predictor.recipe.data
+    names = predictor.multilabels or []
+    rows = [checks.split_labels(v, label_separator(predictor.recipe, raw_labels)) for v in raw_labels]
+    problems += checks.check_unseen_multilabels(path, spec.label_column, rows, set(names))
+    if problems:
+        raise DataError(problems)
+    logits = predictor.logits(texts, pairs, batch_size)
+    index = {name: i for i, name in enumerate(names)}
+    labels = np.asarray([multi_hot(row, index) for row in rows], dtype=np.float64).reshape(len(rows), len(names))
+    metrics = analyse_predictions(predictor.recipe, names, logits, labels, texts, pairs, 1.0,
+                                  thresholds=predictor.thresholds)
+    decoded = predictor.task.decode(logits, names, predictor.thresholds)
+    return metrics, [{"text": t, "true": "|".join(row), **r} for t, row, r in zip(texts, rows, decoded, strict=True)]
 
 
 def score_tagged_file(predictor: Predictor, path: str | Path, batch_size: int = 64

@@ -70,6 +70,8 @@ def load_sequence_model(
                       label2id={name: i for i, name in enumerate(labels)})
         if task == "classification":
             kwargs["problem_type"] = "single_label_classification"
+        elif task == "multilabel":
+            kwargs["problem_type"] = "multi_label_classification"
     auto_class = AutoModelForTokenClassification if task == "token-classification" else \
         AutoModelForSequenceClassification
     try:

@@ -247,7 +247,8 @@ def save_adapter(model: Any, tokenizer: PreTrainedTokenizerBase, task: str, fold
     model.save_pretrained(str(folder), safe_serialization=True)
     tokenizer.save_pretrained(str(folder))
     config = model.get_base_model().config
-    labels = [config.id2label[i] for i in sorted(config.id2label)] if task == "classification" else None
+    labels = [config.id2label[i] for i in sorted(config.id2label)] if task in ("classification", "multilabel") \
+        else None
     artifacts.write_json(folder / HEAD_FILE, {"task": task, "labels": labels, "pad_token_id": config.pad_token_id})
 
 

@@ -42,6 +42,8 @@ EVAL_SPLITS = ("validation", "test")
 HEADLINE = {
     "classification": ("accuracy", "f1_macro", "f1_weighted"),
     "regression": ("rmse", "mae", "r2", "pearson", "spearman", "mse"),
+    "multilabel": ("f1_micro", "f1_macro", "f1_weighted", "precision_micro", "recall_micro", "subset_accuracy",
+                   "hamming_loss"),
 }
 # Keys that have their own view; every other key of the same dict is shown generically.
 STRUCTURED_METRIC_KEYS = {"per_class", "confusion_matrix", "calibration", "error_analysis", "plugins"}

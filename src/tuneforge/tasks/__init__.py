@@ -2,9 +2,11 @@
 
 from types import ModuleType
 
-from tuneforge.tasks import classification, regression, token_classification
+from tuneforge.tasks import classification, multilabel, regression, token_classification
 
-_TASKS: dict[str, ModuleType] = {module.NAME: module for module in (classification, regression, token_classification)}
+_TASKS: dict[str, ModuleType] = {
+    module.NAME: module for module in (classification, regression, token_classification, multilabel)
+}
 
 
 def get_task(name: str) -> ModuleType:

@@ -26,8 +26,19 @@ def balanced_class_weights(counts: list[int]) -> list[float]:
     return (total / (classes * np.maximum(counts_array, 1))).tolist()
 
 
-def resolve_class_weights(recipe: Recipe, labels: list[str], counts: list[int]) -> list[float] | None:
-    """Explicit weights win; then weighted losses and the imbalance switch ask for balanced ones."""
+def positive_weights(counts: list[int], rows: int) -> list[float]:
+    """Multilabel pos_weight: negatives / positives per label, so each label's positives weigh as much as its
+    negatives in the binary cross-entropy (PyTorch's recommended pos_weight)."""
+    positives = np.maximum(np.asarray(counts, dtype=np.float64), 1)
+    return (np.maximum(rows - positives, 1) / positives).tolist()
+
+
+def resolve_class_weights(recipe: Recipe, labels: list[str], counts: list[int], rows: int | None = None
+                          ) -> list[float] | None:
+    """Explicit weights win; then weighted losses and the imbalance switch ask for balanced ones.
+
+    For multilabel (`rows`: training rows) the weights are each label's pos_weight.
+    """
     weights = recipe.loss.class_weights
     if isinstance(weights, dict):
         return [float(weights.get(label, 1.0)) for label in labels]
@@ -37,7 +48,9 @@ def resolve_class_weights(recipe: Recipe, labels: list[str], counts: list[int]) 
         wanted = True
     elif switch == "auto" and not recipe.imbalance.oversample and min(counts) > 0:
         wanted = wanted or max(counts) / min(counts) >= recipe.imbalance.ratio_threshold
-    return balanced_class_weights(counts) if wanted else None
+    if not wanted:
+        return None
+    return positive_weights(counts, rows) if recipe.task == "multilabel" and rows else balanced_class_weights(counts)
 
 
 def _normaliser(labels: torch.Tensor, num_items_in_batch: Any) -> torch.Tensor | float:
@@ -101,6 +114,17 @@ def build_loss(recipe: Recipe, class_weights: list[float] | None = None) -> Loss
             per_example = F.huber_loss(predicted, target, delta=spec.huber_delta, reduction="none")
         return _weighted_sum(per_example, weights) / _normaliser(labels, num_items_in_batch)
 
+    def binary_cross_entropy(outputs: Any, labels: torch.Tensor, num_items_in_batch: Any = None,
+                             weights: torch.Tensor | None = None) -> torch.Tensor:
+        # Averaged over labels into one term per example (the scale of PyTorch's mean BCE, whatever the label
+        # count), then summed and divided by the examples of the accumulated batch like the other losses.
+        logits = logits_of(outputs).float()
+        per_label = F.binary_cross_entropy_with_logits(logits, labels.float(), pos_weight=weights_for(logits),
+                                                       reduction="none")
+        return _weighted_sum(per_label.mean(dim=-1), weights) / _normaliser(labels[:, 0], num_items_in_batch)
+
+    if name == "bce":
+        return binary_cross_entropy
     if name in ("cross_entropy", "weighted_cross_entropy"):
         return cross_entropy
     if name == "focal":

@@ -259,7 +259,8 @@ def fine_tune(recipe: Recipe, *, resume: bool = False, callbacks: Sequence[Train
     total_parameters, trainable_parameters = count_parameters(model)
 
     counts = list(data.class_counts().values()) if not tagging else []
-    class_weights = resolve_class_weights(recipe, data.labels, counts) if data.labels and counts else None
+    class_weights = (resolve_class_weights(recipe, data.labels, counts, rows=len(data.train))
+                     if data.labels and counts else None)
     spec = recipe.data
     splits = [(role, split) for role, split in (("train", data.train), ("validation", data.validation),
                                                  ("test", data.test)) if split is not None]
@@ -342,6 +343,8 @@ def fine_tune(recipe: Recipe, *, resume: bool = False, callbacks: Sequence[Train
         },
     }
     temperature = 1.0
+    multilabel = recipe.task == "multilabel"
+    thresholds: list[float] | None = [0.5] * len(data.labels) if multilabel else None
     if tagging:  # entity-level metrics; calibration and error analysis are about whole-text classes
         for role, split in (("validation", data.validation), ("test", data.test)):
             if split is not None:
@@ -358,7 +361,11 @@ def fine_tune(recipe: Recipe, *, resume: bool = False, callbacks: Sequence[Train
             if not np.array_equal(np.asarray(output.label_ids).reshape(truth.shape), truth):
                 raise TuneforgeError(f"predictions on the {role} split came back out of order",
                                      fix="report this as a bug; run with train.group_by_length: false meanwhile")
-            if role == "validation" and data.labels is not None and recipe.calibration.temperature_scaling:
+            if role == "validation" and multilabel:
+                thresholds = task.tune_thresholds(logits, truth)
+            if multilabel:  # written before the test split is scored, with 0.5 each when nothing was tuned
+                task.write_thresholds(layout.thresholds, data.labels, thresholds)
+            elif role == "validation" and data.labels is not None and recipe.calibration.temperature_scaling:
                 temperature = fit_temperature(logits, truth)
                 write_temperature(layout.calibration, temperature)
             texts = split[spec.text_column]
@@ -366,13 +373,21 @@ def fine_tune(recipe: Recipe, *, resume: bool = False, callbacks: Sequence[Train
             sensitive = {name: split[name] for name in recipe.fairness.sensitive_columns
                          if name in split.column_names}
             metrics[role] = analyse_predictions(recipe, data.labels, logits, truth, texts, pairs, temperature,
-                                                sensitive)
+                                                sensitive, thresholds=thresholds)
             metrics[role]["loss"] = output.metrics.get(f"{role}_loss")
-            if role == "test":
+            if role == "test" and multilabel:
+                truths = ["|".join(names) for names in _multilabel_names(split[LABEL_FIELD], data.labels)]
+                _write_predictions(layout.test_predictions, texts, truths,
+                                   task.decode(logits, data.labels, thresholds))
+            elif role == "test":
                 scaled = logits / temperature if data.labels is not None else logits
                 _write_predictions(layout.test_predictions, texts, split[spec.label_column],
                                    task.decode(scaled, data.labels))
+    if multilabel and not layout.thresholds.is_file():
+        task.write_thresholds(layout.thresholds, data.labels, thresholds)
     metrics["training"]["temperature"] = temperature if recipe.task == "classification" else None
+    if multilabel:
+        metrics["training"]["thresholds"] = dict(zip(data.labels, thresholds, strict=True))
     artifacts.write_json(layout.metrics, metrics)
     _write_plots(layout, trainer.state.log_history, metrics, metric,
                  data.labels if recipe.task == "classification" else None)
@@ -403,6 +418,11 @@ def _evaluate_tagging(trainer: Trainer, tokenizer: Any, tokenized: Any, split: A
                          "entities": decoded["entities"]})
         artifacts.write_text(predictions_path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
     return result
+
+
+def _multilabel_names(targets: list[list[float]], labels: list[str]) -> list[list[str]]:
+    """Multi-hot rows back to label names, for the predictions file's truth column."""
+    return [[name for name, value in zip(labels, row, strict=True) if value >= 0.5] for row in targets]
 
 
 def _save_model(trainer: Trainer, tokenizer: Any, folder: Path) -> None:
