@@ -114,3 +114,12 @@ def test_catalog_lists_bundled_local_runs_and_hub_cache(tiny_model, tmp_path):
     assert found[str(models_dir / "tiny")].source == "local"
     assert found[str(run)].source == "run"
     assert found["someone/small"].source == "hub-cache"
+
+
+def test_a_checkpoint_stored_in_bf16_is_trained_in_fp32(tiny_model, tmp_path):
+    folder = tmp_path / "bf16"
+    shutil.copytree(tiny_model, folder)
+    model = AutoModel.from_pretrained(folder).to(torch.bfloat16)
+    model.save_pretrained(folder, safe_serialization=True)
+    loaded = load_sequence_model(ModelSpec(name=str(folder)), "classification", ["a", "b"])
+    assert {p.dtype for p in loaded.parameters()} == {torch.float32}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from transformers import (
     AutoConfig,
     AutoModelForSequenceClassification,
@@ -62,6 +63,10 @@ def load_sequence_model(
     resolved = resolved or resolve_model(spec.name)
     kwargs: dict[str, Any] = {"revision": spec.revision, "trust_remote_code": spec.trust_remote_code,
                               "use_safetensors": True, "local_files_only": resolved.offline}
+    if "quantization_config" not in load_options:
+        # Transformers 5 keeps a checkpoint's stored dtype (bf16 for most recent decoders), even on a CPU; the
+        # weights being trained stay fp32 and mixed precision (train.precision) runs the matmuls in bf16/fp16.
+        kwargs["dtype"] = torch.float32
     if task == "regression":
         kwargs.update(num_labels=1, problem_type="regression")
     else:
