@@ -94,6 +94,10 @@ class RunLayout:
         return self.root / FAIRNESS_FILE
 
     @property
+    def report(self) -> Path:
+        return self.root / "report.html"
+
+    @property
     def explanations(self) -> Path:
         return self.root / EXPLANATIONS_DIR
 

@@ -41,8 +41,8 @@ def _show_extras(layout: RunLayout) -> None:
         console.print(f"fairness audit of the test split: {verdict} ({layout.fairness.name})")
     if (layout.explanations / "explanations.html").is_file():
         console.print(f"example explanations: {layout.explanations / 'explanations.html'}", soft_wrap=True)
-    if (layout.root / "report.html").is_file():
-        console.print(f"[green]report:[/green] {layout.root / 'report.html'}  (tuneforge report {layout.root} --open)",
+    if layout.report.is_file():
+        console.print(f"[green]report:[/green] {layout.report}  (tuneforge report {layout.root} --open)",
                       soft_wrap=True)
 
 

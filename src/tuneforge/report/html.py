@@ -40,8 +40,8 @@ from tuneforge.report.model_card import (
     to_markdown,
 )
 from tuneforge.report.sections import Header, build_data, build_header, build_metrics, build_training
+from tuneforge.run import RunLayout
 
-REPORT_FILE = "report.html"
 TEMPLATE = "report.html.j2"
 
 Builder = Callable[[RunInputs], "Section | None"]
@@ -131,7 +131,7 @@ def build_report(run_dir: str | Path) -> Path:
     """Write `report.html` and `model_card.md` into the run directory (atomically); returns the report's path."""
     inputs = load_run(Path(run_dir))
     page, card = render_report(inputs)
-    path = inputs.root / REPORT_FILE
+    path = RunLayout(inputs.root).report
     artifacts.write_text(inputs.root / MODEL_CARD_FILE, to_markdown(card))
     artifacts.write_text(path, page)
     return path

@@ -342,47 +342,16 @@ def fine_tune(recipe: Recipe, *, resume: bool = False, callbacks: Sequence[Train
             "class_weights": dict(zip(data.labels, class_weights, strict=True)) if class_weights else None,
         },
     }
-    temperature = 1.0
     multilabel = recipe.task == "multilabel"
-    thresholds: list[float] | None = [0.5] * len(data.labels) if multilabel else None
     if tagging:  # entity-level metrics; calibration and error analysis are about whole-text classes
+        temperature, thresholds = 1.0, None
         for role, split in (("validation", data.validation), ("test", data.test)):
             if split is not None:
                 metrics[role] = _evaluate_tagging(trainer, tokenizer, tokenized[role], split, data.labels, role,
                                                   layout.test_predictions_jsonl if role == "test" else None,
                                                   recipe.train.max_length)
     else:
-        for role, split in (("validation", data.validation), ("test", data.test)):
-            if split is None:
-                continue
-            output = trainer.predict(tokenized[role], metric_key_prefix=role)
-            logits = np.asarray(output.predictions)
-            truth = np.asarray(split[LABEL_FIELD])
-            if not np.array_equal(np.asarray(output.label_ids).reshape(truth.shape), truth):
-                raise TuneforgeError(f"predictions on the {role} split came back out of order",
-                                     fix="report this as a bug; run with train.group_by_length: false meanwhile")
-            if role == "validation" and multilabel:
-                thresholds = task.tune_thresholds(logits, truth)
-            if multilabel:  # written before the test split is scored, with 0.5 each when nothing was tuned
-                task.write_thresholds(layout.thresholds, data.labels, thresholds)
-            elif role == "validation" and data.labels is not None and recipe.calibration.temperature_scaling:
-                temperature = fit_temperature(logits, truth)
-                write_temperature(layout.calibration, temperature)
-            texts = split[spec.text_column]
-            pairs = split[spec.text_pair_column] if spec.text_pair_column else None
-            sensitive = {name: split[name] for name in recipe.fairness.sensitive_columns
-                         if name in split.column_names}
-            metrics[role] = analyse_predictions(recipe, data.labels, logits, truth, texts, pairs, temperature,
-                                                sensitive, thresholds=thresholds)
-            metrics[role]["loss"] = output.metrics.get(f"{role}_loss")
-            if role == "test" and multilabel:
-                truths = ["|".join(names) for names in _multilabel_names(split[LABEL_FIELD], data.labels)]
-                _write_predictions(layout.test_predictions, texts, truths,
-                                   task.decode(logits, data.labels, thresholds))
-            elif role == "test":
-                scaled = logits / temperature if data.labels is not None else logits
-                _write_predictions(layout.test_predictions, texts, split[spec.label_column],
-                                   task.decode(scaled, data.labels))
+        temperature, thresholds = _evaluate_texts(trainer, recipe, data, tokenized, layout, metrics)
     if multilabel and not layout.thresholds.is_file():
         task.write_thresholds(layout.thresholds, data.labels, thresholds)
     metrics["training"]["temperature"] = temperature if recipe.task == "classification" else None
@@ -396,6 +365,49 @@ def fine_tune(recipe: Recipe, *, resume: bool = False, callbacks: Sequence[Train
         artifacts.write_directory(layout.model, functools.partial(write_merged_model, layout.root))
     finish_run(layout, recipe, data.test, on_warnings)
     return Run(layout.root, recipe, metrics)
+
+
+def _evaluate_texts(trainer: Trainer, recipe: Recipe, data: PreparedData, tokenized: dict[str, Any],
+                    layout: RunLayout, metrics: dict[str, Any]) -> tuple[float, list[float] | None]:
+    """Validation and test metrics of a whole-text task, with the temperature (classification) or per-label
+    thresholds (multilabel) fitted on validation; returns (temperature, thresholds)."""
+    task = get_task(recipe.task)
+    spec = recipe.data
+    multilabel = recipe.task == "multilabel"
+    temperature = 1.0
+    thresholds: list[float] | None = [0.5] * len(data.labels) if multilabel else None
+    for role, split in (("validation", data.validation), ("test", data.test)):
+        if split is None:
+            continue
+        output = trainer.predict(tokenized[role], metric_key_prefix=role)
+        logits = np.asarray(output.predictions)
+        truth = np.asarray(split[LABEL_FIELD])
+        if not np.array_equal(np.asarray(output.label_ids).reshape(truth.shape), truth):
+            raise TuneforgeError(f"predictions on the {role} split came back out of order",
+                                 fix="report this as a bug; run with train.group_by_length: false meanwhile")
+        if role == "validation" and multilabel:
+            thresholds = task.tune_thresholds(logits, truth)
+        if multilabel:  # written before the test split is scored, with 0.5 each when nothing was tuned
+            task.write_thresholds(layout.thresholds, data.labels, thresholds)
+        elif role == "validation" and data.labels is not None and recipe.calibration.temperature_scaling:
+            temperature = fit_temperature(logits, truth)
+            write_temperature(layout.calibration, temperature)
+        texts = split[spec.text_column]
+        pairs = split[spec.text_pair_column] if spec.text_pair_column else None
+        sensitive = {name: split[name] for name in recipe.fairness.sensitive_columns
+                     if name in split.column_names}
+        metrics[role] = analyse_predictions(recipe, data.labels, logits, truth, texts, pairs, temperature,
+                                            sensitive, thresholds=thresholds)
+        metrics[role]["loss"] = output.metrics.get(f"{role}_loss")
+        if role == "test" and multilabel:
+            truths = ["|".join(names) for names in _multilabel_names(split[LABEL_FIELD], data.labels)]
+            _write_predictions(layout.test_predictions, texts, truths,
+                               task.decode(logits, data.labels, thresholds))
+        elif role == "test":
+            scaled = logits / temperature if data.labels is not None else logits
+            _write_predictions(layout.test_predictions, texts, split[spec.label_column],
+                               task.decode(scaled, data.labels))
+    return temperature, thresholds
 
 
 def _evaluate_tagging(trainer: Trainer, tokenizer: Any, tokenized: Any, split: Any, labels: list[str], role: str,
