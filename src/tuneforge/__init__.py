@@ -57,8 +57,8 @@ def _warn(problems: list[Problem]) -> None:
         warnings.warn(str(problem), UserWarning, stacklevel=3)
 
 
-def load(run_dir: str | Path, device: str = "auto") -> Predictor:
-    """A predictor rebuilt from a run directory alone."""
+def load(run_dir: str | Path, device: str = "auto", backend: str = "torch") -> Predictor:
+    """A predictor rebuilt from a run directory alone; `backend="onnx"` runs its ONNX export with ONNX Runtime."""
     from tuneforge.predict import Predictor
 
-    return Predictor.from_run(run_dir, device)
+    return Predictor.from_run(run_dir, device, backend=backend)

@@ -61,10 +61,20 @@ class Predictor:
                 [0.5] * len(self.multilabels)
 
     @classmethod
-    def from_run(cls, run_dir: str | Path, device: str = "auto") -> Predictor:
+    def from_run(cls, run_dir: str | Path, device: str = "auto", backend: str = "torch") -> Predictor:
+        """`backend="onnx"` scores with ONNX Runtime on the CPU from the run's onnx/ export (`tuneforge export
+        RUN --format onnx`); everything else (labels, temperature, thresholds) is the same."""
         layout = RunLayout(Path(run_dir))
         recipe = read_run_recipe(layout.root)
-        model, tokenizer = load_run_model(layout.root)  # model/, or base + adapter for prompt/prefix tuning
+        if backend == "onnx":
+            from tuneforge.models.onnx import load_onnx_model
+
+            model, tokenizer = load_onnx_model(layout.root)
+            device = "cpu"
+        elif backend == "torch":
+            model, tokenizer = load_run_model(layout.root)  # model/, or base + adapter for prompt/prefix tuning
+        else:
+            raise TuneforgeError(f"unknown backend '{backend}'", fix="use backend 'torch' or 'onnx'")
         temperature = read_temperature(layout.calibration) if recipe.task == "classification" else 1.0
         thresholds = None
         if recipe.task == "multilabel":

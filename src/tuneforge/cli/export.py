@@ -1,4 +1,5 @@
-"""`tuneforge export`: a run's model as a standalone folder (an adapter merged into its base, or copied)."""
+"""`tuneforge export`: a run's model as a standalone folder (an adapter merged into its base, or copied), or as
+ONNX for ONNX Runtime (`--format onnx`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ from pathlib import Path
 import typer
 
 from tuneforge.cli.display import console
+from tuneforge.errors import TuneforgeError
+
+FORMATS = ("transformers", "onnx")
 
 
 def register(app: typer.Typer) -> None:
@@ -15,16 +19,40 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def export(
         run_dir: Path = typer.Argument(..., exists=True, file_okay=False, help="A run directory."),
-        output: Path = typer.Option(..., "--output", "-o", help="Folder to write the model into."),
+        output: Path = typer.Option(None, "--output", "-o", help="Folder to write the model into (required for "
+                                    "--format transformers; default RUN_DIR/onnx for --format onnx)."),
+        format: str = typer.Option("transformers", "--format", help="transformers (safetensors + tokenizer) or "
+                                   "onnx (model.onnx + tokenizer + labels, checked against PyTorch)."),
         merge: bool = typer.Option(False, "--merge", help="Merge a LoRA/(IA)3 adapter into its base model and "
                                    "write one standalone Transformers model (safetensors + tokenizer)."),
+        opset: int = typer.Option(18, "--opset", min=13, help="ONNX opset version (--format onnx)."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output folder."),
     ) -> None:
-        """Write RUN_DIR's model to OUTPUT: merged with --merge, else the adapter (PEFT runs) or the full model."""
+        """Write RUN_DIR's model to OUTPUT: merged with --merge, else the adapter (PEFT runs) or the full model;
+        with --format onnx, an ONNX graph with dynamic batch and sequence axes for `predict --backend onnx`."""
         from tuneforge.cli.common import quiet_libraries
+
+        if format not in FORMATS:
+            raise TuneforgeError(f"unknown export format '{format}'", fix=f"use --format {' or '.join(FORMATS)}")
+        quiet_libraries()
+        if format == "onnx":
+            import json
+
+            from tuneforge.models.onnx import META_FILE, export_onnx, onnx_dir
+
+            default = onnx_dir(run_dir)
+            path = export_onnx(run_dir, output, opset=opset, overwrite=overwrite or output is None)
+            meta = json.loads((path / META_FILE).read_text(encoding="utf-8"))
+            console.print(f"[green]ONNX model written:[/green] {path.resolve()} (logits within "
+                          f"{meta['max_abs_logit_difference']:.1e} of PyTorch)", soft_wrap=True, highlight=False)
+            if path.resolve() == default.resolve():
+                console.print(f"predict with it: tuneforge predict {run_dir} --backend onnx", highlight=False)
+            return
+        if output is None:
+            raise TuneforgeError("--output is required for --format transformers",
+                                 fix="pass --output DIR (a new folder outside the run)")
         from tuneforge.models.export import export_run
 
-        quiet_libraries()
         path = export_run(run_dir, output, merge=merge, overwrite=overwrite)
         what = "merged model" if merge else "model"
         console.print(f"[green]{what} written:[/green] {path.resolve()}", soft_wrap=True, highlight=False)

@@ -66,6 +66,8 @@ def register(app: typer.Typer) -> None:
         text_column: str = typer.Option(None, help="Text column in --data (default: the run's)."),
         batch_size: int = typer.Option(64, min=1, help="Texts per batch."),
         device: str = typer.Option("auto", help="auto, cpu or cuda."),
+        backend: str = typer.Option("torch", help="torch, or onnx: ONNX Runtime on the CPU over the run's "
+                                                  "`tuneforge export RUN --format onnx`."),
     ) -> None:
         """Predict labels (with class probabilities) or scores for new texts."""
         quiet_libraries()
@@ -74,7 +76,7 @@ def register(app: typer.Typer) -> None:
         from tuneforge.predict import Predictor
         from tuneforge.predict_io import predictions_frame, read_texts
 
-        predictor = Predictor.from_run(run_dir, device)
+        predictor = Predictor.from_run(run_dir, device, backend=backend)
         spec = predictor.recipe.data
         pairs = None
         if data is not None and predictor.tags is not None and is_conll(data):
