@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from tuneforge.data.domain_rules import read_rules
 from tuneforge.errors import TuneforgeError
 from tuneforge.evaluate.calibration import check_temperature, read_temperature, scaled_probabilities
 from tuneforge.models.peft import load_run_model
@@ -56,15 +57,31 @@ class Predictor:
             [id2label[i] for i in sorted(id2label)] if recipe.task == "multilabel" else None
         )
         self.thresholds: list[float] | None = None
+        self.rules: Any = None  # domain preprocessing (data/domain_rules.py), applied before tokenising
         if self.multilabels is not None:
             self.thresholds = [float(t) for t in thresholds] if thresholds is not None else \
                 [0.5] * len(self.multilabels)
 
     @classmethod
-    def from_run(cls, run_dir: str | Path, device: str = "auto", backend: str = "torch") -> Predictor:
+    def from_run(cls, run_dir: str | Path, device: str = "auto", backend: str = "torch",
+                 task_name: str | None = None) -> Predictor:
         """`backend="onnx"` scores with ONNX Runtime on the CPU from the run's onnx/ export (`tuneforge export
-        RUN --format onnx`); everything else (labels, temperature, thresholds) is the same."""
+        RUN --format onnx`); everything else (labels, temperature, thresholds) is the same. An ensemble directory
+        gives an EnsemblePredictor and a multi-task run the predictor of its task `task_name`, both with this
+        class's interface."""
         layout = RunLayout(Path(run_dir))
+        if layout.ensemble.is_file():
+            from tuneforge.ensemble.predictor import EnsemblePredictor
+
+            return EnsemblePredictor.from_dir(layout.root, device)  # type: ignore[return-value]
+        if layout.multitask.is_file():
+            from tuneforge.train.multitask import task_predictor
+
+            return task_predictor(layout.root, task_name, device)
+        from tuneforge.predict_multimodal import MultimodalPredictor, is_multimodal_run
+
+        if is_multimodal_run(layout.root):  # rows of typed columns in, the same outputs (predict_multimodal.py)
+            return MultimodalPredictor.from_run(layout.root, device)  # type: ignore[return-value]
         recipe = read_run_recipe(layout.root)
         if backend == "onnx":
             from tuneforge.models.onnx import load_onnx_model
@@ -82,7 +99,10 @@ class Predictor:
 
             id2label = getattr(model.config, "id2label", None) or {}
             thresholds = read_thresholds(layout.thresholds, [id2label[i] for i in sorted(id2label)])
-        return cls(model, tokenizer, recipe, pick_device(device), temperature=temperature, thresholds=thresholds)
+        predictor = cls(model, tokenizer, recipe, pick_device(device), temperature=temperature,
+                        thresholds=thresholds)
+        predictor.rules = read_rules(layout.root)  # the domain rules the model was trained with, if any
+        return predictor
 
     @torch.inference_mode()
     def logits(self, texts: Sequence[str], pairs: Sequence[str] | None = None, batch_size: int = 64) -> np.ndarray:
@@ -92,6 +112,9 @@ class Predictor:
         texts = [str(t) for t in texts]
         if pairs is not None and len(pairs) != len(texts):
             raise ValueError("pairs must have one entry per text")
+        if self.rules is not None:
+            texts = self.rules.apply(texts)
+            pairs = self.rules.apply([str(p) for p in pairs]) if pairs is not None else None
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         outputs: list[np.ndarray] = [np.empty(0)] * len(texts)
         max_length = self.recipe.train.max_length

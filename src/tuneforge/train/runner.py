@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import json
+import logging
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -41,16 +42,21 @@ from tuneforge.models.loading import load_sequence_model, load_tokenizer
 from tuneforge.models.peft import MERGEABLE, apply_peft, quantized_loading, save_adapter, write_merged_model
 from tuneforge.models.resolve import resolve_model
 from tuneforge.predict import pick_device
-from tuneforge.recipe import Recipe
+from tuneforge.recipe import GENERATIVE_TASKS, Recipe
 from tuneforge.report import plots
 from tuneforge.run import Run, RunLayout
 from tuneforge.tasks import get_task
 from tuneforge.tasks.text import tokenize_dataset
 from tuneforge.tasks.token_classification import AlignLabels, decode_words
 from tuneforge.train.callbacks import GradualUnfreezeCallback, JsonlLogCallback
+from tuneforge.train.domain import adapt_to_domain
 from tuneforge.train.finishing import finish_run
 from tuneforge.train.losses import build_loss, resolve_class_weights
+from tuneforge.train.optimizers import trainer_optimizer
 from tuneforge.train.sampling import SeededLengthGroupedSampler
+from tuneforge.train.sizing import choose_batch_size
+
+logger = logging.getLogger(__name__)
 
 
 class TrainingInterrupted(TuneforgeError):
@@ -163,7 +169,7 @@ def _scalar_metrics(task: Any, labels: list[str] | None):
 
 
 def _training_arguments(recipe: Recipe, layout: RunLayout, device: torch.device, has_eval: bool,
-                        metric: str, greater_is_better: bool) -> TrainingArguments:
+                        metric: str, greater_is_better: bool, batch_size: int | None = None) -> TrainingArguments:
     spec = recipe.train
     precision = resolve_precision(spec.precision, device)
     interval = "epoch" if has_eval else "no"
@@ -172,7 +178,8 @@ def _training_arguments(recipe: Recipe, layout: RunLayout, device: torch.device,
     return TrainingArguments(
         output_dir=str(layout.checkpoints),
         learning_rate=spec.learning_rate,
-        per_device_train_batch_size=spec.batch_size,
+        per_device_train_batch_size=batch_size or int(spec.batch_size),  # `auto` is resolved by train.sizing
+        optim=trainer_optimizer(spec.optimizer, device),
         per_device_eval_batch_size=spec.eval_batch_size,
         num_train_epochs=spec.epochs,
         max_steps=spec.max_steps if spec.max_steps > 0 else -1,
@@ -234,6 +241,14 @@ def fine_tune(recipe: Recipe, *, resume: bool = False, callbacks: Sequence[Train
 
     `on_warnings` receives the data warnings (e.g. texts shared between splits) before training starts.
     """
+    if recipe.task in GENERATIVE_TASKS:  # text-writing models have their own data, loss and evaluation
+        from tuneforge.train.generative import fine_tune_generative
+
+        return fine_tune_generative(recipe, resume=resume, callbacks=callbacks, on_warnings=on_warnings)
+    if recipe.features.enabled:  # typed feature columns: the multimodal model (train/multimodal.py)
+        from tuneforge.train.multimodal import fine_tune_multimodal
+
+        return fine_tune_multimodal(recipe, resume=resume, callbacks=callbacks, on_warnings=on_warnings)
     recipe = recipe.model_copy(deep=True)
     layout, checkpoint = _prepare_run_dir(recipe, resume)
     recipe.output.dir = str(layout.root)
@@ -250,8 +265,12 @@ def fine_tune(recipe: Recipe, *, resume: bool = False, callbacks: Sequence[Train
     task = get_task(recipe.task)
     resolved = resolve_model(recipe.model.name)
     tokenizer = load_tokenizer(recipe.model, resolved)
+    domain = adapt_to_domain(recipe, layout.root, resolved, tokenizer,  # rules, new words, continued pretraining
+                             data.train[recipe.data.text_column] if not tagging else [], device.type == "cpu")
+    resolved, tokenizer = domain.resolved, domain.tokenizer
     model = load_sequence_model(recipe.model, recipe.task, data.labels, resolved, tokenizer.pad_token_id,
                                 **quantization)
+    domain.resize(model)
     if recipe.peft.enabled:  # the recipe forbids freeze settings with PEFT, which freezes the base itself
         model = apply_peft(model, tokenizer, recipe.peft, recipe.train.gradient_checkpointing)
     else:
@@ -271,12 +290,15 @@ def fine_tune(recipe: Recipe, *, resume: bool = False, callbacks: Sequence[Train
     else:
         tokenized = {role: tokenize_dataset(split, tokenizer, spec.text_column, spec.text_pair_column,
                                             recipe.train.max_length, keep=(LABEL_FIELD, WEIGHT_FIELD),
-                                            desc=f"tokenizing {role}") for role, split in splits}
+                                            desc=f"tokenizing {role}", rules=domain.rules) for role, split in splits}
     _write_data_summary(layout, data, class_weights, tokenized, recipe.train.max_length)
 
     has_eval = "validation" in tokenized
     metric, greater_is_better = recipe.early_stopping_metric()
-    args = _training_arguments(recipe, layout, device, has_eval, metric, greater_is_better)
+    batch = choose_batch_size(recipe, model, device, len(tokenized["train"]),
+                              resolve_precision(recipe.train.precision, device), checkpoint)
+    logger.info("batch size %d (%s: %s)", batch.size, batch.method, batch.reason)
+    args = _training_arguments(recipe, layout, device, has_eval, metric, greater_is_better, batch.size)
     run_callbacks: list[TrainerCallback] = [JsonlLogCallback(layout.log)]
     if has_eval and recipe.early_stopping.enabled:
         run_callbacks.append(EarlyStoppingCallback(recipe.early_stopping.patience, recipe.early_stopping.min_delta))
@@ -329,6 +351,9 @@ def fine_tune(recipe: Recipe, *, resume: bool = False, callbacks: Sequence[Train
         "training": {
             "runtime_seconds": round(time.time() - started, 2),
             "train_samples_per_second": result.metrics.get("train_samples_per_second"),
+            "batch_size": batch.size,
+            "batch_size_choice": batch.to_json(),
+            "optimizer": recipe.train.optimizer,
             "global_steps": trainer.state.global_step,
             "epochs_completed": trainer.state.epoch,
             "stopped_early": trainer.state.global_step < trainer.state.max_steps,
@@ -342,6 +367,8 @@ def fine_tune(recipe: Recipe, *, resume: bool = False, callbacks: Sequence[Train
             "class_weights": dict(zip(data.labels, class_weights, strict=True)) if class_weights else None,
         },
     }
+    if domain.report:
+        metrics["domain"] = domain.report
     multilabel = recipe.task == "multilabel"
     if tagging:  # entity-level metrics; calibration and error analysis are about whole-text classes
         temperature, thresholds = 1.0, None
