@@ -57,8 +57,10 @@ def _warn(problems: list[Problem]) -> None:
         warnings.warn(str(problem), UserWarning, stacklevel=3)
 
 
-def load(run_dir: str | Path, device: str = "auto", backend: str = "torch") -> Predictor:
-    """A predictor rebuilt from a run directory alone; `backend="onnx"` runs its ONNX export with ONNX Runtime."""
+def load(run_dir: str | Path, device: str = "auto", backend: str = "torch", task_name: str | None = None
+         ) -> Predictor:
+    """A predictor rebuilt from a run directory alone; `backend="onnx"` runs its ONNX export with ONNX Runtime.
+    An ensemble directory loads as an ensemble; a multi-task run needs `task_name` (one of its tasks)."""
     from tuneforge.predict import Predictor
 
-    return Predictor.from_run(run_dir, device, backend=backend)
+    return Predictor.from_run(run_dir, device, backend=backend, task_name=task_name)

@@ -225,7 +225,7 @@ class LanguageModelSpec(Section):
         False, description="Classification as text: the prompt is text_column in prompt_template, the response is "
         "the label name from label_column; metrics are accuracy and macro-F1.")
     prompt_template: str = Field(
-        "{text}\nLabel:", description="classify: how the text becomes a prompt ({text} is replaced).")
+        "Text: {text} Label:", description="classify: how the text becomes a prompt ({text} is replaced).")
     label_scoring: Literal["likelihood", "generate"] = Field(
         "likelihood", description="classify: pick the label whose text is most likely after the prompt, or "
         "generate and map the text to the closest label.")

@@ -105,6 +105,16 @@ class RunLayout:
     def evaluations(self) -> Path:
         return self.root / "evaluations"
 
+    @property
+    def ensemble(self) -> Path:
+        """An ensemble run's members by path, method and fitted weights or meta-learner (tuneforge.ensemble)."""
+        return self.root / "ensemble.json"
+
+    @property
+    def multitask(self) -> Path:
+        """A multi-task run's tasks and their heads (model/ then holds the shared encoder; train/multitask.py)."""
+        return self.root / "multitask.json"
+
     def last_checkpoint(self) -> Path | None:
         def step(path: Path) -> int:
             try:
@@ -115,7 +125,7 @@ class RunLayout:
         return max(found, key=step) if found else None
 
     def is_finished(self) -> bool:
-        return self.metrics.is_file() and (self.has_model() or self.has_adapter())
+        return self.metrics.is_file() and (self.has_model() or self.has_adapter() or self.ensemble.is_file())
 
 
 def read_run_recipe(root: Path) -> Recipe:

@@ -7,8 +7,12 @@ import sys
 import typer
 
 from tuneforge import __version__
+from tuneforge.cli import annotate as annotate_verb
 from tuneforge.cli import augment as augment_verb
+from tuneforge.cli import ensemble as ensemble_verb
 from tuneforge.cli import explain, export, fairness, inference, models, probes, recipes, report, serve, training
+from tuneforge.cli import monitor as monitor_verb
+from tuneforge.cli import registry as registry_verbs
 from tuneforge.cli import selection as selection_verbs
 from tuneforge.cli.display import errors
 from tuneforge.errors import DataError, RecipeError, TuneforgeError
@@ -21,7 +25,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 for module in (training, inference, recipes, models, fairness, explain, probes, report, export, serve, augment_verb,
-               selection_verbs):
+               selection_verbs, annotate_verb, monitor_verb, ensemble_verb,
+               registry_verbs):
     module.register(app)
 
 
