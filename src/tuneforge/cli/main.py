@@ -8,7 +8,6 @@ import typer
 
 from tuneforge import __version__
 from tuneforge.cli import annotate as annotate_verb
-from tuneforge.cli import annotate as annotate_verb
 from tuneforge.cli import augment as augment_verb
 from tuneforge.cli import ensemble as ensemble_verb
 from tuneforge.cli import explain, export, fairness, inference, models, probes, recipes, report, serve, training
