@@ -48,6 +48,7 @@ from tuneforge.run import Run, RunLayout
 from tuneforge.tasks import get_task
 from tuneforge.tasks.text import tokenize_dataset
 from tuneforge.tasks.token_classification import AlignLabels, decode_words
+from tuneforge.train import distributed
 from tuneforge.train.callbacks import GradualUnfreezeCallback, JsonlLogCallback
 from tuneforge.train.domain import adapt_to_domain
 from tuneforge.train.finishing import finish_run
@@ -108,8 +109,9 @@ class TuneforgeTrainer(Trainer):
 
     def _get_eval_sampler(self, eval_dataset: Any) -> torch.utils.data.Sampler | None:
         # With length grouping on, the stock Trainer also length-shuffles evaluation batches and returns
-        # predictions in that shuffled order; predictions must line up with the rows they belong to.
-        if self.args.world_size <= 1 and eval_dataset is not None:
+        # predictions in that shuffled order; predictions must line up with the rows they belong to. Under
+        # several processes accelerate shards the sequential batches in turn and gathers them back in order.
+        if eval_dataset is not None:
             return torch.utils.data.SequentialSampler(eval_dataset)
         return super()._get_eval_sampler(eval_dataset)
 
@@ -212,6 +214,7 @@ def _training_arguments(recipe: Recipe, layout: RunLayout, device: torch.device,
         # Datasets hold only model inputs, labels and optional example weights, which the forward pass must
         # not receive but the loss must; dropping "unused" columns would drop the weights.
         remove_unused_columns=False,
+        **distributed.trainer_arguments(spec.distributed),  # fsdp / deepspeed / backend under torchrun
     )
 
 
@@ -249,8 +252,14 @@ def fine_tune(recipe: Recipe, *, resume: bool = False, callbacks: Sequence[Train
         from tuneforge.train.multimodal import fine_tune_multimodal
 
         return fine_tune_multimodal(recipe, resume=resume, callbacks=callbacks, on_warnings=on_warnings)
+    if recipe.tasks:  # several tasks over one shared encoder (train/multitask.py)
+        from tuneforge.train.multitask import fine_tune_multitask
+
+        return fine_tune_multitask(recipe, resume=resume, callbacks=callbacks, on_warnings=on_warnings)
     recipe = recipe.model_copy(deep=True)
-    layout, checkpoint = _prepare_run_dir(recipe, resume)
+    # Under torchrun only rank 0 prepares and writes the run directory; other ranks write to scratch.
+    layout, checkpoint = distributed.prepare_run_dir(functools.partial(_prepare_run_dir, recipe, resume),
+                                                     pick_device(recipe.train.device))
     recipe.output.dir = str(layout.root)
     artifacts.write_text(layout.recipe, recipe.to_yaml())
 
@@ -338,7 +347,9 @@ def fine_tune(recipe: Recipe, *, resume: bool = False, callbacks: Sequence[Train
             fix=f"resume with the same command plus --resume (output: {layout.root})",
         ) from None
 
-    if recipe.peft.enabled:
+    if not distributed.writes_run(layout):
+        pass  # a rank other than 0: rank 0 saves the one model
+    elif recipe.peft.enabled:
         trained = trainer.accelerator.unwrap_model(trainer.model)
         artifacts.write_directory(layout.adapter, functools.partial(save_adapter, trained, tokenizer, recipe.task))
     else:
@@ -362,6 +373,7 @@ def fine_tune(recipe: Recipe, *, resume: bool = False, callbacks: Sequence[Train
             "parameters": total_parameters,
             "trainable_parameters": trainer_trainable(trainer) or trainable_parameters,
             "device": device.type,
+            "processes": trainer.args.world_size,
             "precision": resolve_precision(recipe.train.precision, device),
             "train_examples": len(data.train),
             "class_weights": dict(zip(data.labels, class_weights, strict=True)) if class_weights else None,
@@ -388,6 +400,8 @@ def fine_tune(recipe: Recipe, *, resume: bool = False, callbacks: Sequence[Train
     _write_plots(layout, trainer.state.log_history, metrics, metric,
                  data.labels if recipe.task == "classification" else None)
     del trainer, model  # the finishing steps reload the saved model; free the training copy first
+    if not distributed.writes_run(layout):
+        return Run(layout.root, recipe, metrics)  # the merge and the finishing steps read rank 0's files
     if recipe.peft.method in MERGEABLE:  # every consumer of model/ then works unchanged (see models/peft.py)
         artifacts.write_directory(layout.model, functools.partial(write_merged_model, layout.root))
     finish_run(layout, recipe, data.test, on_warnings)
@@ -499,9 +513,14 @@ def _write_data_summary(layout: RunLayout, data: PreparedData, class_weights: li
         "text_lengths": _length_statistics(tokenized, max_length),
         "mitigation": data.mitigation,
         "augmentation": data.augmentation,
+        "imbalance": getattr(data, "imbalance", None),
+        "cleaning": ({role: {k: v for k, v in report.items() if k != "rows"}
+                      for role, report in data.cleaning.items()} if getattr(data, "cleaning", None) else None),
         "warnings": [str(w) for w in data.warnings],
     }
     artifacts.write_json(layout.data_summary, summary)
+    if getattr(data, "cleaning", None):  # every row cleaning dropped, flagged or masked, with its reason
+        artifacts.write_json(layout.root / "data_report.json", data.cleaning)
 
 
 def _write_plots(layout: RunLayout, history: list[dict[str, Any]], metrics: dict[str, Any], metric: str,
