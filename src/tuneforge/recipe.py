@@ -364,6 +364,12 @@ class CleanSpec(Section):
     toxicity: FlagOrDrop = Field(
         "flag", description="Profanity and slurs (the better-profanity word list, with its leetspeak variants).")
 
+    @field_validator("duplicates", "near_duplicates", "conflicting_labels", "garbage", "length_outliers",
+                     "mislabelled", "pii", "toxicity", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: Any) -> Any:
+        return "off" if value is False else value  # YAML 1.1 reads an unquoted `off` as false
+
 
 AugmentMethod = Literal["synonym", "eda", "shuffle", "back_translation", "generation", "contextual"]
 # Which options belong to which method, so an option given to the wrong method is an error, not ignored.
@@ -856,10 +862,9 @@ class Recipe(Section):
 
     @model_validator(mode="after")
     def _peft_fits_task(self) -> Recipe:
-        if self.task == "token-classification" and self.peft.enabled:
-            raise ValueError(f"peft.method '{self.peft.method}' is not available for token classification yet "
-                             "(adapters are saved with a sequence-classification head); set peft.method: none, "
-                             "or freeze layers with freeze.layers to train fewer parameters")
+        if self.task == "token-classification" and self.peft.method in ("prompt_tuning", "prefix_tuning"):
+            raise ValueError(f"peft.method '{self.peft.method}' puts virtual tokens before the input, which have no "
+                             "tags to predict; use peft.method: lora or ia3 for token classification")
         return self
 
     @model_validator(mode="after")
