@@ -12,6 +12,16 @@ QUICK = {"train": {"epochs": 2}, "evaluation": {"explain_examples": 0},
          "fairness": {"counterfactual": False, "identity_categories": []}}
 
 
+@pytest.fixture(autouse=True)
+def _tuneforge_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The CLI's default registry and feedback store go to a fresh folder, never the user's home."""
+    home = tmp_path / "tuneforge-home"
+    monkeypatch.setenv("TUNEFORGE_HOME", str(home))
+    for variable in ("TUNEFORGE_REGISTRY_URI", "TUNEFORGE_FEEDBACK_URL"):
+        monkeypatch.delenv(variable, raising=False)
+    return home
+
+
 @pytest.fixture(scope="session")
 def served_runs(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     import tuneforge

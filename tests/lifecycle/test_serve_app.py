@@ -82,12 +82,15 @@ def test_bad_requests_say_what_to_fix(client: TestClient, body: dict, status: in
 
 
 def test_pair_runs_take_one_pair_per_text(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataclasses import replace
+
     service = client.app.state.service
     data = service.recipe.data.model_copy(update={"text_pair_column": "second"})
-    monkeypatch.setattr(service, "recipe", service.recipe.model_copy(update={"data": data}))
+    monkeypatch.setattr(service, "current", replace(service.current,
+                                                    recipe=service.recipe.model_copy(update={"data": data})))
     texts, pairs = ["good food", "bad food"], ["lovely place", "rude staff"]
     response = client.post("/predict", json={"texts": texts, "pairs": pairs})
-    assert response.json()["predictions"] == service.predictor.predict(texts, pairs)
+    assert response.json()["predictions"] == service.current.predictor.predict(texts, pairs)
     missing = client.post("/predict", json={"texts": texts})
     assert missing.status_code == 422 and "'pairs'" in missing.json()["fix"]
     uneven = client.post("/predict", json={"texts": texts, "pairs": pairs[:1]})
@@ -142,6 +145,7 @@ def test_health_describes_the_run(client: TestClient, served_runs: dict[str, Pat
     assert health["model"] == served_runs["classification"].name
     assert health["uptime_seconds"] >= 0
     assert health["limits"] == {"max_batch": 4, "max_text_chars": 200}
+    assert health["version"] is None and health["alias"] is None and health["feedback_store"] is False
 
 
 def test_metrics_count_requests_latency_and_labels(client: TestClient) -> None:
@@ -173,7 +177,7 @@ def test_explain_gives_one_score_per_token(client: TestClient) -> None:
     assert response.status_code == 200
     body = response.json()
     attribution = body["explanations"]["ig"]
-    tokenizer = client.app.state.service.predictor.tokenizer
+    tokenizer = client.app.state.service.current.predictor.tokenizer
     assert attribution["tokens"] == tokenizer.tokenize(text)
     assert len(attribution["scores"]) == len(attribution["tokens"])
     assert attribution["label"] == body["prediction"]["label"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -63,8 +64,16 @@ def register(app: typer.Typer) -> None:
         output: Path = typer.Option(None, help="Run directory (output.dir)."),
         resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its last checkpoint."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run in the output folder."),
+        register_as: str = typer.Option(None, "--register", help="Register the finished run as the next version "
+                                        "of this model name (see `tuneforge registry`)."),
+        registry_uri: str = typer.Option(None, "--registry-uri", envvar="TUNEFORGE_REGISTRY_URI",
+                                         show_default=False, help="MLflow registry URI for --register."),
+        nproc: int = typer.Option(1, "--nproc", min=1, help="Processes on this machine, started through torchrun "
+                                  "(DDP by default; train.distributed picks fsdp or deepspeed)."),
     ) -> None:
         """Fine-tune a model from a recipe, or from flags alone."""
+        if os.environ.get("RANK", "0") != "0":  # a torchrun worker other than rank 0: rank 0 does the talking
+            console.quiet = True
         if recipe is None and resume and output is not None and data is None:
             built = recipe_for_resume(output)
         else:
@@ -73,7 +82,20 @@ def register(app: typer.Typer) -> None:
                                  task=task, output=output)
         if overwrite:
             built.output.overwrite = True
-        _train(built, resume)
+        if nproc > 1:
+            from tuneforge.train.distributed import launch
+            from tuneforge.train.runner import default_run_dir
+
+            code, directory = launch(built, nproc, default_run_dir(built), resume=resume)
+            if code != 0:
+                raise typer.Exit(code)
+            run = Run.open(directory)
+        else:
+            run = _train(built, resume)
+        if register_as and os.environ.get("RANK", "0") == "0":  # registered once, by rank 0
+            from tuneforge.cli.registry import open_registry, show_registered
+
+            show_registered(open_registry(registry_uri).register(run.directory, register_as))
 
     @app.command()
     def demo(

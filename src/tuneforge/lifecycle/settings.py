@@ -32,12 +32,19 @@ class ServeSettings:
     ig_steps: int = 32
     shap_evals: int = 100
     lime_samples: int = 200
+    # Seconds between checks of the followed alias (a registered model only); 0 turns hot reload off.
+    reload_interval: float = 10.0
+    # Store every answered prediction (input, output, confidence, version) when a feedback store is given.
+    log_predictions: bool = True
 
     def __post_init__(self) -> None:
         for name in ("max_batch", "max_text_chars", "batch_size", "ig_steps", "shap_evals", "lime_samples"):
             if getattr(self, name) < 1:
                 raise TuneforgeError(f"serve setting {name} must be at least 1, not {getattr(self, name)}",
                                      fix=f"pass a positive {name}")
+        if self.reload_interval < 0:
+            raise TuneforgeError(f"reload interval {self.reload_interval} is negative",
+                                 fix="pass seconds between alias checks, or 0 to turn hot reload off")
         if not 0 <= self.port <= 65535:
             raise TuneforgeError(f"port {self.port} is out of range", fix="pass a port between 1 and 65535")
 
