@@ -143,9 +143,12 @@ def read_rows(path: str | Path, limit: int | None = None) -> tuple[pd.DataFrame,
     return frame, split.base_dir or Path(".")
 
 
-def predict_file(predictor: MultimodalPredictor, path: str | Path, batch_size: int = 64
+def predict_file(predictor: MultimodalPredictor, path: str | Path | None, batch_size: int = 64
                  ) -> tuple[list[str], list[dict[str, Any]]]:
     """(joined texts, predictions) for every row of a file."""
+    if path is None:
+        raise TuneforgeError("a multimodal run predicts from rows with its feature columns, not lines of text",
+                             fix=f"pass --data FILE with the columns {', '.join(predictor.columns)}")
     frame, base_dir = read_rows(path)
     encoded = encode_rows(frame, predictor.spec, predictor.separator, str(path), base_dir)
     logits = predictor.logits_encoded(encoded, batch_size)

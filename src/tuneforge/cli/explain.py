@@ -67,6 +67,13 @@ def register(app: typer.Typer) -> None:
         from tuneforge.predict_io import read_texts
 
         predictor = Predictor.from_run(run_dir, device)
+        if getattr(predictor, "multimodal", False):  # each modality's contribution, by ablation
+            from tuneforge.explain.modality import explain_file, modality_table
+
+            results, written = explain_file(predictor, data, limit, output or run_dir / "explanations")
+            console.print(modality_table(results))
+            console.print(f"modality contributions written to {written}")
+            return
         methods = parse_methods(method, predictor.recipe.task)
         if data is not None:
             texts, pairs = read_texts(data, text_column or predictor.recipe.data.text_column,

@@ -37,6 +37,8 @@ def register(app: typer.Typer) -> None:
 
         predictor = Predictor.from_run(run_dir, device)
         tagging = predictor.tags is not None
+        if getattr(predictor, "multimodal", False):  # rows of typed columns (predict_multimodal.py)
+            from tuneforge.predict_multimodal import score_multimodal_file as score_file  # noqa: F811
         metrics, rows = score_tagged_file(predictor, data) if tagging else score_file(predictor, data)
         target = output or RunLayout(run_dir).evaluations / f"{data.stem}.json"
         artifacts.write_json(target, {"data": str(data.resolve()), **metrics})
@@ -78,6 +80,17 @@ def register(app: typer.Typer) -> None:
 
         predictor = Predictor.from_run(run_dir, device, backend=backend)
         spec = predictor.recipe.data
+        if getattr(predictor, "multimodal", False):  # rows of typed columns, not texts (predict_multimodal.py)
+            from tuneforge.predict_multimodal import predict_file
+
+            texts, rows = predict_file(predictor, data, batch_size)
+            frame = predictions_frame(texts, rows)
+            if output is None:
+                frame.to_csv(sys.stdout, index=False)
+            else:
+                artifacts.write_with(output, lambda path: frame.to_csv(path, index=False))
+                console.print(f"{len(frame)} predictions written to {output}")
+            return
         pairs = None
         if data is not None and predictor.tags is not None and is_conll(data):
             texts = read_conll(data).tokens  # the tags in the file, if any, are ignored

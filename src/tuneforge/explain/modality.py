@@ -122,3 +122,35 @@ def explain_split(run_dir: Path, split: Any, device: str = "auto") -> Path:
     results = explain_encoded(predictor, encoded)
     return write_modalities(results, RunLayout(Path(run_dir)).explanations, f"{split.source} (held-out split)",
                             measure_of(predictor))
+
+
+def explain_file(predictor: Any, path: Path | None, limit: int, folder: Path
+                 ) -> tuple[list[ModalityExplanation], Path]:
+    """`tuneforge explain` on a multimodal run: the first `limit` rows of a file, into folder/modalities.json."""
+    from tuneforge.errors import TuneforgeError
+    from tuneforge.predict_multimodal import read_rows
+
+    if path is None:
+        raise TuneforgeError("a multimodal run is explained from rows with its feature columns, not --text",
+                             fix=f"pass --data FILE with the columns {', '.join(predictor.columns)}")
+    frame, base_dir = read_rows(path, limit)
+    if not len(frame):
+        raise TuneforgeError(f"{path} has no rows to explain", fix="pass a file with at least one row")
+    encoded = encode_rows(frame, predictor.spec, predictor.separator, str(path), base_dir)
+    results = explain_encoded(predictor, encoded)
+    return results, write_modalities(results, folder, str(Path(path).resolve()), measure_of(predictor))
+
+
+def modality_table(results: list[ModalityExplanation]) -> Any:
+    """A rich table: per modality, its mean contribution and share, then the rows' predictions."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title="Modality contributions (ablation: prediction with the modality minus without it)")
+    table.add_column("modality")
+    table.add_column("mean", justify="right")
+    table.add_column("mean |.|", justify="right")
+    table.add_column("share", justify="right")
+    for name, row in summarise(results).items():
+        table.add_row(escape(name), f"{row['mean']:+.3f}", f"{row['mean_abs']:.3f}", f"{row['share']:.0%}")
+    return table
