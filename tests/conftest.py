@@ -136,3 +136,24 @@ def data_recipe(tmp_path: Path):
         return Recipe.model_validate({"task": task, "data": data})
 
     return build
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.tiny_generative import build_tiny_decoder
+
+    return build_tiny_decoder(tmp_path_factory.mktemp("tiny-gpt2"), "gpt2")
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.tiny_generative import build_tiny_decoder
+
+    return build_tiny_decoder(tmp_path_factory.mktemp("tiny-llama"), "llama")
+
+
+@pytest.fixture(scope="session")
+def tiny_t5(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.tiny_generative import build_tiny_t5
+
+    return build_tiny_t5(tmp_path_factory.mktemp("tiny-t5"))

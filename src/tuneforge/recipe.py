@@ -61,6 +61,10 @@ class DataSpec(Section):
     test: str | None = Field(None, description="Test file; carved from train when empty and test_split > 0.")
     text_column: str = Field("text", description="Column with the input text.")
     text_pair_column: str | None = Field(None, description="Optional second text column (sentence pairs).")
+    language: str | None = Field(
+        None, description="ISO 639-1 code of the texts (e.g. en, id, jv); a warning is shown when the training "
+        "texts look like another language."
+    )
     label_column: str = Field("label", description="Column with the label (class name/id, or a number for regression).")
     target_column: str = Field("target", description="seq2seq: column with the output text to generate from "
                                "text_column (summary, translation, rewrite).")
@@ -753,6 +757,25 @@ class OutputSpec(Section):
     )
 
 
+class RefreshSpec(Section):
+    """`tuneforge refresh`: re-fine-tune a registered model on its data plus accepted feedback, promote if not worse."""
+
+    gate: str | None = Field(
+        None, description="Fixed labelled file (same columns as data) the champion and the challenger are both "
+        "scored on; required by `tuneforge refresh`. Keep it out of the training data.")
+    metric: str = Field("auto", description="Metric compared on the gate set and recent feedback; auto: the "
+                        "early-stopping metric (f1_macro for classification, rmse for regression).")
+    margin: float = Field(0.0, ge=0.0, description="Promote unless the challenger is worse than the champion by "
+                          "more than this, in metric units, on the gate set or on recent feedback.")
+    start_from: Literal["champion", "base"] = Field(
+        "champion", description="Fine-tune the challenger from the champion's weights, or afresh from model.name.")
+    feedback_holdout: float = Field(
+        0.2, ge=0.0, lt=1.0, description="Share of the newest accepted corrections kept out of training and scored "
+        "as the recent-feedback check (0: train on all of them and skip that check).")
+    min_feedback: int = Field(1, ge=0, description="Fewest accepted corrections needed before a refresh trains "
+                              "anything; with fewer it stops, successfully, saying so.")
+
+
 class Recipe(Section):
     """A complete, validated description of one fine-tuning run."""
 
@@ -781,6 +804,7 @@ class Recipe(Section):
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     features: FeaturesSpec = Field(default_factory=FeaturesSpec)
     output: OutputSpec = Field(default_factory=OutputSpec)
+    refresh: RefreshSpec = Field(default_factory=RefreshSpec)
     search: SearchSpec = Field(default_factory=SearchSpec)
     tasks: list[TaskSpec] = Field(
         default_factory=list,
@@ -1088,6 +1112,9 @@ def _resolve_data_paths(recipe: Recipe, base_dir: Path) -> Recipe:
         value = getattr(recipe.data, split)
         if value and not Path(value).is_absolute() and not value.startswith(("hf://", "http://", "https://")):
             setattr(recipe.data, split, str((base_dir / value).resolve()))
+    gate = recipe.refresh.gate
+    if gate and not Path(gate).is_absolute():
+        recipe.refresh.gate = str((base_dir / gate).resolve())
     corpus = recipe.pretrain.corpus
     if corpus and not Path(corpus).is_absolute():
         recipe.pretrain.corpus = str((base_dir / corpus).resolve())

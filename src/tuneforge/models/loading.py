@@ -7,6 +7,8 @@ from typing import Any
 import torch
 from transformers import (
     AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForSeq2SeqLM,
     AutoModelForSequenceClassification,
     AutoModelForTokenClassification,
     AutoTokenizer,
@@ -15,6 +17,7 @@ from transformers import (
 )
 
 from tuneforge.errors import ModelNotFoundError
+from tuneforge.models.heads import HeadPlan, checkpoint_head, plan_head, reinitialise_head
 from tuneforge.models.resolve import ResolvedModel, resolve_model
 from tuneforge.recipe import ModelSpec
 
@@ -79,6 +82,9 @@ def load_sequence_model(
             kwargs["problem_type"] = "multi_label_classification"
     auto_class = AutoModelForTokenClassification if task == "token-classification" else \
         AutoModelForSequenceClassification
+    head = _head_plan(spec, resolved, task, labels)
+    if head.reinitialise:
+        kwargs["ignore_mismatched_sizes"] = True  # the old head's shape may not fit; it is replaced anyway
     try:
         model = auto_class.from_pretrained(resolved.path, **kwargs, **load_options)
     except (OSError, ValueError) as error:
@@ -90,15 +96,74 @@ def load_sequence_model(
                     "another model",
             ) from None
         raise _hub_failure(resolved, error) from None
+    if head.reinitialise:
+        reinitialise_head(model)
     if model.config.pad_token_id is None and pad_token_id is not None:
         model.config.pad_token_id = pad_token_id
     return model
 
 
-def head_class(architectures: list[str] | None) -> type:
+def _head_plan(spec: ModelSpec, resolved: ResolvedModel, task: str, labels: list[str] | None) -> HeadPlan:
+    """Keep or replace the head of a checkpoint that has one (an earlier run); see models/heads.py."""
+    try:
+        config = AutoConfig.from_pretrained(resolved.path, revision=spec.revision,
+                                            trust_remote_code=spec.trust_remote_code,
+                                            local_files_only=resolved.offline)
+    except (OSError, ValueError):
+        return HeadPlan(None, reinitialise=False)  # loading the model itself reports what is wrong
+    return plan_head(spec.head, checkpoint_head(config), task, labels, resolved.requested)
+
+
+def load_generative_model(spec: ModelSpec, task: str, resolved: ResolvedModel | None = None,
+                          **load_options: Any) -> PreTrainedModel:
+    """An encoder-decoder (seq2seq) or decoder (causal-lm) with its pretrained language-model head, in fp32 for
+    training (as load_sequence_model) and with PyTorch's fused attention (SDPA) where the architecture has it."""
+    resolved = resolved or resolve_model(spec.name)
+    auto_class = AutoModelForSeq2SeqLM if task == "seq2seq" else AutoModelForCausalLM
+    kwargs: dict[str, Any] = {"revision": spec.revision, "trust_remote_code": spec.trust_remote_code,
+                              "use_safetensors": True, "local_files_only": resolved.offline}
+    if "quantization_config" not in load_options:
+        kwargs["dtype"] = torch.float32
+    try:
+        config = AutoConfig.from_pretrained(resolved.path, revision=spec.revision,
+                                            trust_remote_code=spec.trust_remote_code,
+                                            local_files_only=resolved.offline)
+    except (OSError, ValueError) as error:
+        raise _hub_failure(resolved, error) from None
+    expected = "an encoder-decoder (T5, BART, mT5, Marian ...)" if task == "seq2seq" else \
+        "a decoder (GPT-2, Llama, Mistral, Qwen ...)"
+    if type(config) not in auto_class._model_mapping:
+        raise ModelNotFoundError(f"'{resolved.requested}' ({config.model_type}) has no "
+                                 f"{'sequence-to-sequence' if task == 'seq2seq' else 'causal language-model'} head; "
+                                 f"task {task} needs {expected}",
+                                 fix="pick such a model with --model, or another task for this model")
+    try:
+        try:
+            return auto_class.from_pretrained(resolved.path, attn_implementation="sdpa", **kwargs, **load_options)
+        except ValueError as error:
+            if "sdpa" not in str(error).lower() and "attn_implementation" not in str(error):
+                raise
+            return auto_class.from_pretrained(resolved.path, **kwargs, **load_options)
+    except (OSError, ValueError) as error:
+        if "safetensors" in str(error).lower():
+            raise ModelNotFoundError(
+                f"'{resolved.requested}' has no safetensors weights; tuneforge does not load pickled weights, "
+                "which can run arbitrary code",
+                fix="convert the checkpoint to safetensors (save_pretrained(safe_serialization=True)) or pick "
+                    "another model",
+            ) from None
+        raise _hub_failure(resolved, error) from None
+
+
+def head_class(architectures: list[str] | None, config: Any = None) -> type:
     """The Auto class that rebuilds a saved model with the head it was trained with."""
     if any(name.endswith("ForTokenClassification") for name in architectures or []):
         return AutoModelForTokenClassification
+    if config is not None and type(config) in AutoModelForSeq2SeqLM._model_mapping and \
+            any(name.endswith(("ForConditionalGeneration", "LMHeadModel")) for name in architectures or []):
+        return AutoModelForSeq2SeqLM
+    if any(name.endswith(("ForCausalLM", "LMHeadModel")) for name in architectures or []):
+        return AutoModelForCausalLM
     return AutoModelForSequenceClassification
 
 
@@ -106,5 +171,5 @@ def load_trained_model(model_dir: str) -> tuple[PreTrainedModel, PreTrainedToken
     """A fine-tuned model from a run directory: safetensors only, no remote code."""
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     config = AutoConfig.from_pretrained(model_dir)
-    model = head_class(config.architectures).from_pretrained(model_dir, use_safetensors=True)
+    model = head_class(config.architectures, config).from_pretrained(model_dir, use_safetensors=True)
     return model, tokenizer

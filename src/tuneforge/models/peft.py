@@ -24,9 +24,9 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from tuneforge import artifacts
 from tuneforge.errors import ModelNotFoundError, TuneforgeError
 from tuneforge.models.freezing import body
-from tuneforge.models.loading import load_sequence_model, load_trained_model
+from tuneforge.models.loading import load_generative_model, load_sequence_model, load_trained_model
 from tuneforge.models.resolve import ResolvedModel, resolve_model
-from tuneforge.recipe import PeftSpec, Recipe
+from tuneforge.recipe import GENERATIVE_TASKS, PeftSpec, Recipe
 from tuneforge.run import RunLayout, read_run_recipe
 
 MERGEABLE = ("lora", "qlora", "ia3")
@@ -190,11 +190,25 @@ def _check_prompt_method(model: PreTrainedModel, method: str) -> None:
             )
 
 
-def build_peft_config(model: PreTrainedModel, spec: PeftSpec) -> Any:
+def tags_tokens(model: PreTrainedModel) -> bool:
+    """A token-classification model (a label per token), which peft must wrap as TOKEN_CLS, not SEQ_CLS."""
+    return any(name.endswith("ForTokenClassification")
+               for name in [type(model).__name__, *(getattr(model.config, "architectures", None) or [])])
+
+
+def build_peft_config(model: PreTrainedModel, spec: PeftSpec, task_name: str | None = None) -> Any:
     from peft import IA3Config, LoraConfig, PrefixTuningConfig, PromptTuningConfig, TaskType
 
-    task = TaskType.SEQ_CLS  # regression too: peft's sequence-classification wrapper serves one-output heads
-    save = head_modules(model) if spec.modules_to_save == "auto" else list(spec.modules_to_save)
+    # Regression too is SEQ_CLS: peft's sequence-classification wrapper serves one-output heads. The generative
+    # tasks keep their pretrained language-model head, so `auto` trains no module in full for them.
+    task = {"seq2seq": TaskType.SEQ_2_SEQ_LM, "causal-lm": TaskType.CAUSAL_LM}.get(task_name or "", TaskType.SEQ_CLS)
+    if task == TaskType.SEQ_CLS and tags_tokens(model):  # one label per token: peft's token-classification wrapper
+        task = TaskType.TOKEN_CLS
+    generative = task not in (TaskType.SEQ_CLS, TaskType.TOKEN_CLS)
+    if spec.modules_to_save == "auto":
+        save = [] if generative else head_modules(model)
+    else:
+        save = list(spec.modules_to_save)
     save = save or None
     if spec.method in PROMPT_METHODS:
         _check_prompt_method(model, spec.method)
@@ -218,15 +232,15 @@ def build_peft_config(model: PreTrainedModel, spec: PeftSpec) -> Any:
 
 
 def apply_peft(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, spec: PeftSpec,
-               gradient_checkpointing: bool = False) -> Any:
+               gradient_checkpointing: bool = False, task: str | None = None) -> Any:
     """The model wrapped for training: base weights frozen, adapter and head trainable."""
     from peft import get_peft_model, prepare_model_for_kbit_training
 
-    config = build_peft_config(model, spec)
+    config = build_peft_config(model, spec, task)
     if spec.method == "qlora":
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing,
                                                 gradient_checkpointing_kwargs={"use_reentrant": False})
-    if spec.method == "prompt_tuning" and reads_last_token(model):
+    if spec.method == "prompt_tuning" and reads_last_token(model) and task != "causal-lm":
         tokenizer.padding_side = "left"
     try:
         return get_peft_model(model, config)
@@ -247,8 +261,8 @@ def save_adapter(model: Any, tokenizer: PreTrainedTokenizerBase, task: str, fold
     model.save_pretrained(str(folder), safe_serialization=True)
     tokenizer.save_pretrained(str(folder))
     config = model.get_base_model().config
-    labels = [config.id2label[i] for i in sorted(config.id2label)] if task in ("classification", "multilabel") \
-        else None
+    named = task in ("classification", "multilabel", "token-classification")
+    labels = [config.id2label[i] for i in sorted(config.id2label)] if named else None
     artifacts.write_json(folder / HEAD_FILE, {"task": task, "labels": labels, "pad_token_id": config.pad_token_id})
 
 
@@ -284,8 +298,11 @@ def load_adapter_model(run_dir: str | Path) -> tuple[Any, PreTrainedTokenizerBas
         raise TuneforgeError(f"run '{layout.root}' has no adapter (no adapter/adapter_config.json)",
                              fix="pass a run trained with a peft.method other than none")
     head = json.loads((layout.adapter / HEAD_FILE).read_text(encoding="utf-8"))
-    base = load_sequence_model(recipe.model, head["task"], head["labels"], _base_model(recipe, layout),
-                               head["pad_token_id"])
+    if head["task"] in GENERATIVE_TASKS:
+        base = load_generative_model(recipe.model, head["task"], _base_model(recipe, layout))
+    else:
+        base = load_sequence_model(recipe.model, head["task"], head["labels"], _base_model(recipe, layout),
+                                   head["pad_token_id"])
     tokenizer = AutoTokenizer.from_pretrained(str(layout.adapter))
     model = PeftModel.from_pretrained(base, str(layout.adapter), is_trainable=False)
     return model.eval(), tokenizer

@@ -2,10 +2,11 @@
 
 from types import ModuleType
 
-from tuneforge.tasks import classification, multilabel, regression, token_classification
+from tuneforge.tasks import causal_lm, classification, multilabel, regression, seq2seq, token_classification
 
 _TASKS: dict[str, ModuleType] = {
-    module.NAME: module for module in (classification, regression, token_classification, multilabel)
+    module.NAME: module for module in (classification, regression, token_classification, multilabel, seq2seq,
+                                       causal_lm)
 }
 
 
