@@ -44,6 +44,8 @@ def _train(tiny_model: Path, root: Path, signal: str, combiner: str, columns: di
     media = "image" in columns or "audio" in columns
     files = write_multimodal_files(root / "data", signal, media=media, regression=task == "regression")
     recipe = multimodal_recipe(tiny_model, files, root / "run", _features(columns, combiner, encoders), task=task)
+    if combiner == "gated":  # a frozen text encoder: its vectors are computed once, before training
+        recipe["freeze"] = {"all_but_head": True}
     return tuneforge.fine_tune(recipe, on_warnings=lambda problems: None), files
 
 
@@ -57,6 +59,8 @@ def test_each_feature_type_and_combiner_trains_and_round_trips(tiny_model: Path,
     layout = run.layout
     assert (layout.root / "features.json").is_file() and (layout.model / "fusion.safetensors").is_file()
     assert layout.is_finished() and layout.report.is_file()
+    trainable = run.metrics["training"]["trainable_parameters"]
+    assert (trainable < 20_000) == (combiner == "gated"), trainable  # the tiny BERT alone has about 30k
 
     # The saved run alone predicts what training wrote for the test split, from rows read like a user's.
     predictor = tuneforge.load(run.directory, device="cpu")

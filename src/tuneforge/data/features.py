@@ -301,6 +301,7 @@ class EncodedRows:
     images: list[list[Path]]
     audio: list[list[Path]]
     labels: list[Any] | None = None
+    text_vectors: np.ndarray | None = None  # pooled text states, when a frozen text encoder computed them once
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -308,6 +309,8 @@ class EncodedRows:
     def item(self, index: int) -> dict[str, Any]:
         item = {"text": self.texts[index], "numeric": self.numeric[index], "categorical": self.categorical[index],
                 "images": self.images[index], "audio": self.audio[index]}
+        if self.text_vectors is not None:
+            item["text_vector"] = self.text_vectors[index]
         if self.labels is not None:
             item["labels"] = self.labels[index]
         return item
@@ -353,8 +356,11 @@ class MultimodalCollator:
     def __call__(self, items: list[dict[str, Any]]) -> dict[str, Any]:
         import torch
 
-        batch = dict(self.tokenizer([item["text"] for item in items], truncation=True, max_length=self.max_length,
-                                    padding=True, return_tensors="pt"))
+        if "text_vector" in items[0]:  # a frozen text encoder's output, computed once before training
+            batch = {"text_vectors": torch.as_tensor(np.stack([item["text_vector"] for item in items]))}
+        else:
+            batch = dict(self.tokenizer([item["text"] for item in items], truncation=True,
+                                        max_length=self.max_length, padding=True, return_tensors="pt"))
         batch["numeric"] = torch.as_tensor(np.stack([item["numeric"] for item in items]), dtype=torch.float32)
         batch["categorical"] = torch.as_tensor(np.stack([item["categorical"] for item in items]), dtype=torch.long)
         columns = len(items[0]["images"])

@@ -190,18 +190,28 @@ class MultimodalModel(nn.Module):
         with torch.no_grad():
             return _pool_encoder(encoder(**inputs))
 
-    def modality_vectors(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                         token_type_ids: torch.Tensor | None = None, numeric: torch.Tensor | None = None,
-                         categorical: torch.Tensor | None = None, pixel_values: torch.Tensor | None = None,
-                         audio_values: torch.Tensor | None = None) -> list[torch.Tensor]:
-        config = self.config_data
+    def text_vector(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                    token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """The text encoder's token states, mean-pooled over the attention mask."""
         text_inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:
             text_inputs["token_type_ids"] = token_type_ids
         trainable_text = any(p.requires_grad for p in self.text_encoder.parameters())
         with torch.set_grad_enabled(torch.is_grad_enabled() and trainable_text):
             states = self.text_encoder(**text_inputs).last_hidden_state
-        vectors = [self.projections["text"](_pool_tokens(states, attention_mask))]
+        return _pool_tokens(states, attention_mask)
+
+    def modality_vectors(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
+                         token_type_ids: torch.Tensor | None = None, numeric: torch.Tensor | None = None,
+                         categorical: torch.Tensor | None = None, pixel_values: torch.Tensor | None = None,
+                         audio_values: torch.Tensor | None = None, text_vectors: torch.Tensor | None = None
+                         ) -> list[torch.Tensor]:
+        """One `fusion_hidden` vector per modality; `text_vectors` (pooled states of a frozen text encoder,
+        computed once before training) replace the text encoder's pass."""
+        config = self.config_data
+        if text_vectors is None:
+            text_vectors = self.text_vector(input_ids, attention_mask, token_type_ids)
+        vectors = [self.projections["text"](text_vectors.float())]
         if config.numeric_width:
             vectors.append(self.projections["numeric"](numeric.float()))
         if config.vocabulary_sizes:
@@ -231,15 +241,15 @@ class MultimodalModel(nn.Module):
             return self.head((weights.unsqueeze(-1) * stacked).sum(dim=1))
         return torch.stack([head(v) for head, v in zip(self.heads, vectors, strict=True)], dim=0).mean(dim=0)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+    def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
                 token_type_ids: torch.Tensor | None = None, numeric: torch.Tensor | None = None,
                 categorical: torch.Tensor | None = None, pixel_values: torch.Tensor | None = None,
-                audio_values: torch.Tensor | None = None, labels: torch.Tensor | None = None
-                ) -> SequenceClassifierOutput:
+                audio_values: torch.Tensor | None = None, text_vectors: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None) -> SequenceClassifierOutput:
         # `labels` is in the signature so the Trainer passes them through evaluation; the loss is the recipe's,
         # computed by the trainer (train/losses.py), so it is not computed here.
         vectors = self.modality_vectors(input_ids, attention_mask, token_type_ids, numeric, categorical,
-                                        pixel_values, audio_values)
+                                        pixel_values, audio_values, text_vectors)
         return SequenceClassifierOutput(logits=self.fuse(vectors))
 
     # --- saving and loading ---------------------------------------------------------------------------------

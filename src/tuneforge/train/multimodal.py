@@ -219,6 +219,32 @@ def build_model(recipe: Recipe, spec: FeatureSpecFile, labels: list[str] | None
     return model, processors
 
 
+# Pooled states of frozen text encoders, keyed by (checkpoint, revision, max_length) and text: a frozen encoder
+# gives every text the same vector in every epoch and in every run of the same checkpoint (several combiners
+# compared on one data set, a hyperparameter search), so each text goes through it once per process.
+_TEXT_VECTORS: dict[tuple[Any, ...], dict[str, np.ndarray]] = {}
+_CACHE_LIMIT = 200_000
+
+
+def frozen_text_vectors(model: MultimodalModel, tokenizer: Any, texts: list[str], key: tuple[Any, ...],
+                        max_length: int, batch_size: int, device: torch.device) -> np.ndarray:
+    """The frozen text encoder's pooled vector of every text, computed once (batches sorted by length)."""
+    cache = _TEXT_VECTORS.setdefault(key, {})
+    if len(cache) > _CACHE_LIMIT:
+        cache.clear()
+    missing = sorted({t for t in texts if t not in cache}, key=len)
+    encoder = model.text_encoder.to(device).eval()
+    with torch.inference_mode():
+        for start in range(0, len(missing), batch_size):
+            chunk = missing[start:start + batch_size]
+            batch = tokenizer(chunk, truncation=True, max_length=max_length, padding=True,
+                              return_tensors="pt").to(device)
+            vectors = model.text_vector(**batch).float().cpu().numpy()
+            cache.update(zip(chunk, vectors, strict=True))
+    del encoder
+    return np.stack([cache[t] for t in texts]) if texts else np.zeros((0, 1), dtype=np.float32)
+
+
 def _processor(auto_class: Any, path: str, what: str) -> Any:
     try:
         return auto_class.from_pretrained(path)
@@ -248,6 +274,12 @@ def fine_tune_multimodal(recipe: Recipe, *, resume: bool = False, callbacks: Seq
     separator = text_separator(processors["text"])
     encoded = {role: encode_rows(split.frame, spec, separator, split.source, split.base_dir,
                                  targets(split, recipe, data.labels)) for role, split in data.splits()}
+    if not any(p.requires_grad for p in model.text_encoder.parameters()):
+        resolved = resolve_model(recipe.model.name)
+        key = (resolved.path, recipe.model.revision, recipe.train.max_length)
+        for rows in encoded.values():
+            rows.text_vectors = frozen_text_vectors(model, processors["text"], rows.texts, key,
+                                                    recipe.train.max_length, recipe.train.eval_batch_size, device)
     counts = Counter(encoded["train"].labels) if data.labels else Counter()
     class_weights = (resolve_class_weights(recipe, data.labels, [counts.get(i, 0) for i in range(len(data.labels))],
                                            rows=len(encoded["train"])) if data.labels else None)
