@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -17,6 +18,10 @@ FLAG_FIELDS = {
     "text_column": "data.text_column",
     "text_pair_column": "data.text_pair_column",
     "label_column": "data.label_column",
+    "target_column": "data.target_column",
+    "prompt_column": "data.prompt_column",
+    "response_column": "data.response_column",
+    "messages_column": "data.messages_column",
     "model": "model.name",
     "task": "task",
     "output": "output.dir",
@@ -33,6 +38,8 @@ def quiet_libraries() -> None:
     datasets.logging.set_verbosity_error()
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
+    # bitsandbytes (8-bit optimisers) warns at import that an optional 4-bit CPU kernel package is missing.
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 
 
 def flag_overrides(**flags: object) -> list[str]:

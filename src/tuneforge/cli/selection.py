@@ -11,7 +11,7 @@ from rich.table import Table
 
 from tuneforge.cli.display import console
 from tuneforge.errors import TuneforgeError
-from tuneforge.recipe import TaskName
+from tuneforge.recipe import TASK_ALIASES, TaskName
 
 PEFT_METHODS = ("none", "lora", "qlora")
 
@@ -187,6 +187,7 @@ def register(app: typer.Typer) -> None:
         from tuneforge.models.recommend import RecommendRequest, recommend
 
         quiet_libraries()
+        task = TASK_ALIASES.get(task.strip().lower(), task.strip().lower())  # `--task ner`, as train takes it
         if domain is not None and domain not in DOMAINS:
             raise TuneforgeError(f"unknown domain '{domain}'", fix=f"use one of {', '.join(DOMAINS)}")
         chosen_device = _device(device)
@@ -194,7 +195,10 @@ def register(app: typer.Typer) -> None:
         budget = (parse_size(memory), f"given {memory}") if memory else _budget(None, chosen_device)
         if budget is None:
             raise TuneforgeError("no memory budget: no GPU is visible", fix="pass --memory, e.g. --memory 24GB")
-        profile = profile_data(data, text_column, label_column=None)
+        from tuneforge.data.conll import is_conll
+
+        profile = profile_data(data, text_column, label_column=None,
+                               conll=(task == "token-classification" and is_conll(data)) or None)
         detected = profile.language
         code = normalise_language(language) if language else detected.code
         max_length = profile.suggested_max_length()

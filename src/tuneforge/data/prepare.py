@@ -30,6 +30,8 @@ class PreparedData:
     sources: dict[str, str] = field(default_factory=dict)
     mitigation: dict[str, Any] | None = None  # what bias mitigation changed in the training split
     augmentation: dict[str, int] | None = None  # rows each augmenter added to the training split
+    cleaning: dict[str, Any] | None = None  # per split: what the clean: step dropped, flagged or masked, and why
+    imbalance: dict[str, Any] | None = None  # class counts, imbalance ratio, rare classes and advice
 
     def class_counts(self) -> dict[str, int]:
         if self.labels is None or LABEL_FIELD not in self.train.column_names:  # regression, or tags per word
@@ -148,8 +150,14 @@ def load_and_check(recipe: Recipe) -> tuple[dict[str, tuple[str, datasets.Datase
                                              "it empty to infer groups from identity terms)",
                                          kind="sensitive column")
 
-    for path, dataset in usable.values():
-        problems += checks.check_texts(path, spec.text_column, dataset[spec.text_column])
+    for role, (path, dataset) in usable.items():
+        text_problems = checks.check_texts(path, spec.text_column, dataset[spec.text_column])
+        if role == "train" and recipe.clean.enabled:
+            from tuneforge.data.cleaning import drops_empty_texts
+
+            if drops_empty_texts(recipe):  # cleaning drops them and lists each in the data report
+                text_problems = [p for p in text_problems if "every text is empty" in p.message]
+        problems += text_problems
         if spec.text_pair_column:
             problems += checks.check_texts(path, spec.text_pair_column, dataset[spec.text_pair_column])
         labels = dataset[spec.label_column]
@@ -201,6 +209,12 @@ def prepare_data(recipe: Recipe) -> PreparedData:
         raise DataError(problems)
     warnings = [p for p in problems if p.severity == "warning"]
     spec = recipe.data
+    cleaning = None
+    if recipe.clean.enabled:
+        from tuneforge.data.cleaning import clean_loaded
+
+        loaded, cleaning, found = clean_loaded(loaded, recipe)
+        warnings += found
 
     label_names: list[str] | None = None
     label2id: dict[str, int] | None = None
@@ -231,6 +245,14 @@ def prepare_data(recipe: Recipe) -> PreparedData:
         carved_test = spec.test_split if "test" not in encoded and spec.test_split > 0 else 0.0
         share = spec.validation_split / (1.0 - carved_test)
         train, validation = _carve(train, share, train[LABEL_FIELD] if stratify else None, spec.split_seed)
+    imbalance = None
+    if label_names:
+        from tuneforge.data.imbalance import imbalance_report, imbalance_warning
+
+        counts = PreparedData(train=train, validation=None, test=None, labels=label_names).class_counts()
+        imbalance = imbalance_report(counts, recipe)
+        rare = imbalance_warning(imbalance, f"{loaded['train'][0]}: column '{spec.label_column}'")
+        warnings += [rare] if rare else []
     if recipe.task == "classification" and recipe.imbalance.oversample:
         train = _oversample(train, recipe.train.seed)
     # Augmentation sees the balanced split (variants keep the balance) and mitigation sees the variants.
@@ -239,7 +261,8 @@ def prepare_data(recipe: Recipe) -> PreparedData:
 
     sources = {role: path for role, (path, _) in loaded.items()}
     return PreparedData(train=train, validation=validation, test=test, labels=label_names, warnings=warnings,
-                        sources=sources, mitigation=mitigation, augmentation=augmentation)
+                        sources=sources, mitigation=mitigation, augmentation=augmentation, cleaning=cleaning,
+                        imbalance=imbalance)
 
 
 def _mitigate(train: datasets.Dataset, recipe: Recipe) -> tuple[datasets.Dataset, dict[str, Any] | None]:

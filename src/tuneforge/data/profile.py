@@ -53,10 +53,27 @@ def estimate_tokens(text: str) -> int:
     return 2 + words + cjk
 
 
-def profile_data(path: str | Path, text_column: str = "text", label_column: str | None = "label") -> DataProfile:
-    """Read a training file (any format `tuneforge train` reads) and describe it."""
+def profile_conll(path: str | Path) -> DataProfile:
+    """A CoNLL file (a token per line, sentences between blank lines): a row is a sentence, `labels` the tags."""
+    from tuneforge.data.conll import read_conll
+
+    sentences = read_conll(path)
+    texts = [" ".join(tokens) for tokens in sentences.tokens[:SAMPLE]]
+    tags = {tag for row in sentences.tags for tag in row}
+    return DataProfile(path=str(path), rows=len(sentences), text_column="tokens",
+                       token_lengths=tuple(sorted(estimate_tokens(text) for text in texts)),
+                       language=detect_language(texts), labels=len(tags) or None)
+
+
+def profile_data(path: str | Path, text_column: str = "text", label_column: str | None = "label",
+                 conll: bool | None = None) -> DataProfile:
+    """Read a training file (any format `tuneforge train` reads) and describe it; `conll` None reads CoNLL by
+    suffix (.conll, .bio, .iob ...; .txt only when asked, since a .txt may hold one text per line)."""
+    from tuneforge.data.conll import is_conll
     from tuneforge.data.loading import read_table
 
+    if conll or (conll is None and is_conll(path) and Path(path).suffix.lower() != ".txt"):
+        return profile_conll(path)
     table = read_table(path)
     columns = list(table.column_names)
     if text_column not in columns:
