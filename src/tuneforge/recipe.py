@@ -323,7 +323,8 @@ class ImbalanceSpec(Section):
         0.05, ge=0, lt=1, description="A class with less than this share of the training rows is reported as rare, "
         "with advice, in the imbalance report and the data warnings.")
     rare_class_rows: int = Field(
-        20, ge=0, description="A class with fewer training rows than this is reported as rare as well.")
+        20, ge=0, description="A class with fewer training rows than this, and less than half the largest "
+        "class's, is reported as rare as well.")
 
 
 FlagOrDrop = Literal["off", "flag", "drop"]

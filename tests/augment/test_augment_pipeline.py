@@ -86,7 +86,7 @@ def test_default_recipe_does_not_augment():
 
 
 @pytest.mark.parametrize(("methods", "expected"), [
-    ([{"method": "shuffle", "fraction": 0.5}], "fraction is an option of synonym, not of shuffle"),
+    ([{"method": "shuffle", "fraction": 0.5}], "fraction is an option of synonym and contextual, not of shuffle"),
     ([{"method": "synonym"}, {"method": "synonym"}], "synonym is listed more than once"),
     ([{"method": "back_translation", "pivots": ["spa"], "models": {"cat": ["a", "b"]}}], "models.cat"),
     ([{"method": "synonym", "ratio": 0}], "greater than 0"),

@@ -35,6 +35,7 @@ from tuneforge.report.blocks import (
     records_table,
     to_blocks,
 )
+from tuneforge.report.data_cleaning import cleaning_blocks, imbalance_blocks
 from tuneforge.report.inputs import RunInputs, png_uri
 
 SPLITS = ("train", "validation", "test")
@@ -44,10 +45,13 @@ HEADLINE = {
     "regression": ("rmse", "mae", "r2", "pearson", "spearman", "mse"),
     "multilabel": ("f1_micro", "f1_macro", "f1_weighted", "precision_micro", "recall_micro", "subset_accuracy",
                    "hamming_loss"),
+    "seq2seq": ("chrf", "bleu", "rouge1", "rouge2", "rougeL", "exact_match", "perplexity"),
+    "causal-lm": ("accuracy", "f1_macro", "chrf", "bleu", "rougeL", "exact_match", "perplexity"),
 }
 # Keys that have their own view; every other key of the same dict is shown generically.
 STRUCTURED_METRIC_KEYS = {"per_class", "confusion_matrix", "calibration", "error_analysis", "plugins"}
-DATA_KEYS = {"sources", "rows", "labels", "train_class_counts", "class_weights", "warnings", "text_lengths"}
+DATA_KEYS = {"sources", "rows", "labels", "train_class_counts", "class_weights", "warnings", "text_lengths",
+             "cleaning", "imbalance"}
 TRAINING_KEYS = {"runtime_seconds", "train_samples_per_second", "global_steps", "epochs_completed", "stopped_early",
                  "best_checkpoint", "best_metric", "parameters", "trainable_parameters", "device", "precision",
                  "train_examples", "class_weights", "temperature"}
@@ -118,6 +122,7 @@ def build_data(inputs: RunInputs) -> Section:
     elif sources is not None:
         section.blocks.append(KeyValues([("Sources", fmt_value(sources))]))
     section.blocks.extend(_class_balance(inputs))
+    section.blocks.extend(imbalance_blocks(data) + cleaning_blocks(data))
     lengths = data.get("text_lengths")
     if lengths:
         section.blocks.append(Heading("Text length"))
