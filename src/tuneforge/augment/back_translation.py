@@ -62,6 +62,13 @@ class Apertium:
             out += self._run(f"{self.pivot}-{self.source}", there)
         return [_clean(text, original) for text, original in zip(out, texts, strict=True)]
 
+    def translate(self, texts: list[str]) -> list[str]:
+        """One way, source -> pivot: translate-train and translate-test use the same engine as back-translation."""
+        out: list[str] = []
+        for start in range(0, len(texts), self.batch_size):
+            out += self._run(f"{self.source}-{self.pivot}", texts[start:start + self.batch_size])
+        return [_clean(text, original) for text, original in zip(out, texts, strict=True)]
+
     def _run(self, mode: str, lines: list[str]) -> list[str]:
         # One line per text: Apertium keeps line breaks, so line i of the output is text i's translation.
         flat = [" ".join(line.split()) for line in lines]
@@ -140,6 +147,10 @@ class TransformersTranslator:
             for index, text in zip(indices, tokenizer.batch_decode(generated, skip_special_tokens=True), strict=True):
                 out[index] = text
         return out
+
+    def translate(self, texts: list[str]) -> list[str]:
+        """One way, with the forward model only."""
+        return [" ".join(text.split()) for text in self._translate(self.forward, texts)]
 
     def __call__(self, texts: list[str]) -> list[str]:
         return [" ".join(text.split()) for text in self._translate(self.backward, self._translate(self.forward,

@@ -11,9 +11,12 @@ from tuneforge.cli import annotate as annotate_verb
 from tuneforge.cli import augment as augment_verb
 from tuneforge.cli import clean as clean_verb
 from tuneforge.cli import ensemble as ensemble_verb
+from tuneforge.cli import languages as language_verbs
 from tuneforge.cli import explain, export, fairness, inference, models, probes, recipes, report, serve, training
 from tuneforge.cli import monitor as monitor_verb
+from tuneforge.cli import refresh as refresh_verb
 from tuneforge.cli import registry as registry_verbs
+from tuneforge.cli import search as search_verb
 from tuneforge.cli import selection as selection_verbs
 from tuneforge.cli.display import errors
 from tuneforge.errors import DataError, RecipeError, TuneforgeError
@@ -27,7 +30,7 @@ app = typer.Typer(
 )
 for module in (training, inference, recipes, models, fairness, explain, probes, report, export, serve, augment_verb,
                selection_verbs, annotate_verb, monitor_verb, ensemble_verb,
-               registry_verbs, clean_verb):
+               registry_verbs, refresh_verb, clean_verb, language_verbs, search_verb):
     module.register(app)
 
 

@@ -13,6 +13,8 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from tuneforge.errors import Problem
+
 # (first, last code point) -> language most texts in that script are in.
 SCRIPTS: tuple[tuple[int, int, str], ...] = (
     (0x0370, 0x03FF, "el"), (0x0400, 0x04FF, "ru"), (0x0530, 0x058F, "hy"), (0x0590, 0x05FF, "he"),
@@ -107,3 +109,18 @@ def detect_language(texts: Iterable[str], limit: int = 500) -> LanguageGuess:
     if top < MIN_SCORE or top < MARGIN * second:
         return LanguageGuess(None, top, "unsure", dict(ranked[:3]))
     return LanguageGuess(best, top, "function words", dict(ranked[:3]))
+
+
+def language_mismatch(expected: str, path: str, texts: Iterable[str]) -> list[Problem]:
+    """A warning when the texts look like another language than the recipe says (e.g. a file mix-up, or a
+    multilingual model needed); silent when the heuristic is unsure or the language is one it does not know."""
+    guess = detect_language(texts)
+    expected = expected.strip().lower()
+    known = {code for _, _, code in SCRIPTS} | set(STOPWORDS) | {v for vs in SCRIPT_VARIANTS.values() for v, _ in vs}
+    if guess.code is None or expected not in known or guess.code == expected:
+        return []
+    return [Problem(where=path, severity="warning",
+                    message=f"data.language is '{expected}' but the texts look like '{guess.code}' "
+                            f"({guess.method}, {guess.confidence:.0%})",
+                    fix="check that this is the right file, fix data.language, or choose a model that covers the "
+                        "texts' language (`tuneforge recommend --language ...`)")]

@@ -12,6 +12,7 @@ from sklearn.model_selection import train_test_split
 
 from tuneforge.augment.pipeline import augment_split
 from tuneforge.data import validation as checks
+from tuneforge.data.language import language_mismatch
 from tuneforge.data.loading import read_table
 from tuneforge.errors import DataError, Problem, TuneforgeError
 from tuneforge.recipe import Recipe
@@ -198,6 +199,9 @@ def load_and_check(recipe: Recipe) -> tuple[dict[str, tuple[str, datasets.Datase
     for first, second in (("train", "validation"), ("train", "test"), ("validation", "test")):
         if first in keys and second in keys:
             problems += checks.check_overlap(keys[first], keys[second])
+    if spec.language and "train" in usable:
+        path, train = usable["train"]
+        problems += language_mismatch(spec.language, path, train.select(range(min(500, len(train))))[spec.text_column])
     return usable, problems
 
 

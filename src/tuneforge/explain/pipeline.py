@@ -65,6 +65,10 @@ def parse_methods(values: Sequence[str], task: str = "classification") -> tuple[
 
 def explain_text(predictor: Any, text: str, settings: ExplainSettings, pair: str | None = None
                  ) -> TextExplanation:
+    rules = getattr(predictor, "rules", None)
+    if rules is not None:  # explain the text as the model reads it, after the run's domain rules
+        text = rules(text)
+        pair = rules(pair) if pair is not None else None
     result = TextExplanation(text, predictor.predict([text], [pair] if pair is not None else None)[0], pair=pair)
     label = settings.label
     for method in settings.methods:
