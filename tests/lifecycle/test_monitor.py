@@ -71,3 +71,23 @@ def test_parse_since():
     assert parse_since("", now) is None
     with pytest.raises(TuneforgeError, match="neither a duration nor a date"):
         parse_since("last week", now)
+
+
+def test_monitor_a_registered_model_reads_its_versions_traffic_from_the_default_store(
+        served_runs, make_registry, _tuneforge_home, capsys):
+    import tuneforge
+    from tuneforge.lifecycle.feedback import default_store_url
+
+    run = served_runs["classification"]
+    make_registry(_tuneforge_home).register(run, "sentiment")  # version 1, champion
+    predictor = tuneforge.load(run, device="cpu")
+    same = [r["text"] for r in make_rows(60, seed=82)]
+    rng = random.Random(6)
+    shifted = [" ".join("".join(rng.choice("qxzjkvwy") for _ in range(5)) for _ in range(25)) for _ in range(60)]
+    store = FeedbackStore.open(default_store_url(_tuneforge_home))
+    store.log_predictions("sentiment", "1", same, predictor.predict(same))
+    store.log_predictions("sentiment", "2", shifted, predictor.predict(shifted))
+    store.close()
+    assert main(["monitor", "sentiment@champion", "--no-embeddings"]) == 0
+    assert "sentiment version 1: 60 recent predictions" in capsys.readouterr().out.replace("\n", " ")
+    assert main(["monitor", "sentiment", "--all-versions", "--no-embeddings"]) == 3
