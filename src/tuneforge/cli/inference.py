@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from tuneforge.cli.common import quiet_libraries
 from tuneforge.cli.display import console, errors, show_metrics
 from tuneforge.errors import DataError, Problem
+from tuneforge.recipe import GENERATIVE_TASKS
 
 
 def register(app: typer.Typer) -> None:
@@ -23,6 +25,7 @@ def register(app: typer.Typer) -> None:
         predictions: Path = typer.Option(None, help="Also write per-row predictions to this CSV (JSON lines for "
                                                     "token classification)."),
         device: str = typer.Option("auto", help="auto, cpu or cuda."),
+        task_name: str = typer.Option(None, "--task-name", help="Multi-task runs: the task to score."),
     ) -> None:
         """Score a trained run on a labelled file; prints and writes the metrics, calibration, error analysis and
         the results of the recipe's evaluation plugins."""
@@ -35,7 +38,10 @@ def register(app: typer.Typer) -> None:
         from tuneforge.predict_io import predictions_frame
         from tuneforge.run import RunLayout
 
-        predictor = Predictor.from_run(run_dir, device)
+        predictor = Predictor.from_run(run_dir, device, task_name=task_name)
+        if predictor.recipe.task in GENERATIVE_TASKS:
+            _evaluate_generative(predictor, run_dir, data, output, predictions)
+            return
         tagging = predictor.tags is not None
         if getattr(predictor, "multimodal", False):  # rows of typed columns (predict_multimodal.py)
             from tuneforge.predict_multimodal import score_multimodal_file as score_file  # noqa: F811
@@ -70,15 +76,19 @@ def register(app: typer.Typer) -> None:
         device: str = typer.Option("auto", help="auto, cpu or cuda."),
         backend: str = typer.Option("torch", help="torch, or onnx: ONNX Runtime on the CPU over the run's "
                                                   "`tuneforge export RUN --format onnx`."),
+        max_new_tokens: int = typer.Option(None, min=1, help="seq2seq, causal-lm: most tokens generated per input "
+                                                             "(default: the run's generation.max_new_tokens)."),
+        task_name: str = typer.Option(None, "--task-name", help="Multi-task runs: the task to predict."),
     ) -> None:
-        """Predict labels (with class probabilities) or scores for new texts."""
+        """Predict labels (with class probabilities) or scores for new texts; generate text for seq2seq and
+        causal-lm runs (a `generated` column)."""
         quiet_libraries()
         from tuneforge import artifacts
         from tuneforge.data.conll import is_conll, read_conll
         from tuneforge.predict import Predictor
         from tuneforge.predict_io import predictions_frame, read_texts
 
-        predictor = Predictor.from_run(run_dir, device, backend=backend)
+        predictor = Predictor.from_run(run_dir, device, backend=backend, task_name=task_name)
         spec = predictor.recipe.data
         if getattr(predictor, "multimodal", False):  # rows of typed columns, not texts (predict_multimodal.py)
             from tuneforge.predict_multimodal import predict_file
@@ -90,6 +100,9 @@ def register(app: typer.Typer) -> None:
             else:
                 artifacts.write_with(output, lambda path: frame.to_csv(path, index=False))
                 console.print(f"{len(frame)} predictions written to {output}")
+            return
+        if predictor.recipe.task in GENERATIVE_TASKS:
+            _predict_generative(predictor, data, output, text_column, batch_size, max_new_tokens)
             return
         pairs = None
         if data is not None and predictor.tags is not None and is_conll(data):
@@ -119,3 +132,49 @@ def register(app: typer.Typer) -> None:
         else:
             artifacts.write_with(output, lambda path: frame.to_csv(path, index=False))
             console.print(f"{len(frame)} predictions written to {output}")
+
+
+def _predict_generative(predictor: Any, data: Path | None, output: Path | None, column: str | None,
+                        batch_size: int, max_new_tokens: int | None) -> None:
+    """Generated text (or, for classification as text, the label) per input of a seq2seq or causal-lm run."""
+    from tuneforge import artifacts
+    from tuneforge.predict_generative import generate_texts, read_inputs
+    from tuneforge.predict_io import predictions_frame
+
+    if data is not None:
+        inputs = read_inputs(data, predictor.recipe, column)
+    else:
+        if sys.stdin.isatty():
+            console.print("reading prompts from standard input, one per line; end with Ctrl-D")
+        inputs = [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    if predictor.recipe.lm.classify:
+        rows = predictor.predict(inputs, batch_size=batch_size)
+    else:
+        texts = generate_texts(predictor, inputs, batch_size, max_new_tokens=max_new_tokens)
+        rows = [{"generated": text} for text in texts]
+    shown = [value if isinstance(value, str) else json.dumps(value, ensure_ascii=False) for value in inputs]
+    frame = predictions_frame(shown, rows)
+    if output is None:
+        frame.to_csv(sys.stdout, index=False)
+    else:
+        artifacts.write_with(output, lambda path: frame.to_csv(path, index=False))
+        console.print(f"{len(frame)} predictions written to {output}")
+
+
+def _evaluate_generative(predictor: Any, run_dir: Path, data: Path, output: Path | None,
+                         predictions: Path | None) -> None:
+    """Text metrics (BLEU, chrF, ROUGE; accuracy for classification as text) of a generative run on a file."""
+    from tuneforge import artifacts
+    from tuneforge.predict_generative import evaluate_file
+    from tuneforge.run import RunLayout
+
+    metrics, rows = evaluate_file(predictor, data)
+    target = output or RunLayout(run_dir).evaluations / f"{data.stem}.json"
+    artifacts.write_json(target, {"data": str(data.resolve()), **metrics})
+    show_metrics({"evaluation": metrics}, predictor.recipe.task, title=f"Evaluation on {data.name}")
+    if predictions is not None:
+        import pandas as pd
+
+        frame = pd.DataFrame.from_records(rows)
+        artifacts.write_with(predictions, lambda path: frame.to_csv(path, index=False))
+    console.print(f"metrics written to {target}")

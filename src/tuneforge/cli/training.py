@@ -58,9 +58,15 @@ def register(app: typer.Typer) -> None:
         text_column: str = typer.Option(None, help="Text column (data.text_column)."),
         text_pair_column: str = typer.Option(None, help="Second text column for pairs (data.text_pair_column)."),
         label_column: str = typer.Option(None, help="Label column (data.label_column)."),
+        target_column: str = typer.Option(None, help="seq2seq: output text column (data.target_column); the "
+                                          "input is --text-column."),
+        prompt_column: str = typer.Option(None, help="causal-lm: prompt column (data.prompt_column)."),
+        response_column: str = typer.Option(None, help="causal-lm: response column (data.response_column)."),
+        messages_column: str = typer.Option(None, help="causal-lm: chat column, lists of {role, content} "
+                                            "(data.messages_column)."),
         model: str = typer.Option(None, help="Model alias, folder or hub id (model.name)."),
         task: str = typer.Option(None, help="classification, regression, token-classification (alias ner), "
-                                 "multilabel or pair-classification."),
+                                 "multilabel, pair-classification, seq2seq or causal-lm."),
         output: Path = typer.Option(None, help="Run directory (output.dir)."),
         resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its last checkpoint."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run in the output folder."),
@@ -79,7 +85,9 @@ def register(app: typer.Typer) -> None:
         else:
             built = build_recipe(recipe, sets, data=data, validation=validation, test=test, text_column=text_column,
                                  text_pair_column=text_pair_column, label_column=label_column, model=model,
-                                 task=task, output=output)
+                                 task=task, output=output, target_column=target_column,
+                                 prompt_column=prompt_column, response_column=response_column,
+                                 messages_column=messages_column)
         if overwrite:
             built.output.overwrite = True
         if nproc > 1:

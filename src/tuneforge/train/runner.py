@@ -268,7 +268,8 @@ def fine_tune(recipe: Recipe, *, resume: bool = False, callbacks: Sequence[Train
     quantization = quantized_loading(recipe.peft, device)  # QLoRA on a machine that cannot run it fails now
     set_seed(recipe.train.seed)
     tagging = recipe.task == "token-classification"
-    data = prepare_token_data(recipe) if tagging else prepare_data(recipe)
+    with distributed.main_process_first(device):  # rank 0 fills the datasets cache, the others then read it
+        data = prepare_token_data(recipe) if tagging else prepare_data(recipe)
     if on_warnings is not None and data.warnings:
         on_warnings(data.warnings)
     task = get_task(recipe.task)

@@ -1,0 +1,448 @@
+"""Multi-task learning: one shared encoder (AutoModel), one head per task, each batch drawn from one task.
+
+The loop is still the Transformers Trainer, because checkpoints, `--resume`, the learning-rate schedule, early
+stopping, best-model restore and logging all carry over unchanged. What the Trainer lacks for several tasks is
+written here and kept small: a batch sampler that picks the task of each batch by the recipe's rule, a model that
+routes a batch to its task's head, and an evaluation that scores every task and early-stops on their mean.
+
+Run directory: model/ is the shared encoder in the Transformers layout (safetensors, tokenizer) plus
+model/heads.safetensors; multitask.json names the tasks, their kinds, labels and temperatures.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import AutoModel, AutoTokenizer, DataCollatorWithPadding, EarlyStoppingCallback, Trainer, set_seed
+from transformers.modeling_outputs import SequenceClassifierOutput
+from transformers.trainer_callback import PrinterCallback, ProgressCallback, TrainerCallback
+
+from tuneforge import artifacts
+from tuneforge.data.prepare import LABEL_FIELD, PreparedData, prepare_data
+from tuneforge.errors import Problem, TuneforgeError
+from tuneforge.evaluate.calibration import fit_temperature
+from tuneforge.models.resolve import resolve_model
+from tuneforge.predict import Predictor, pick_device
+from tuneforge.recipe import Recipe, TaskSpec
+from tuneforge.report import plots
+from tuneforge.run import Run, RunLayout, read_run_recipe
+from tuneforge.tasks import get_task
+from tuneforge.tasks.text import tokenize_dataset
+from tuneforge.train.callbacks import JsonlLogCallback
+
+TASK_FIELD = "task_id"
+HEADS_FILE = "heads.safetensors"
+MEAN_SCORE = "mean_score"
+
+
+# --- which task each batch comes from -----------------------------------------------------------------------
+
+def task_probabilities(sizes: Sequence[int], sampling: str, temperature: float = 2.0) -> np.ndarray:
+    """Share of batches per task: proportional to rows, to rows^(1/T) (temperature), or equal (round_robin)."""
+    counts = np.asarray(sizes, dtype=np.float64)
+    if sampling == "round_robin":
+        weights = np.ones_like(counts)
+    elif sampling == "temperature":
+        weights = counts ** (1.0 / temperature)
+    else:
+        weights = counts
+    return weights / weights.sum()
+
+
+def task_schedule(sizes: Sequence[int], batch_size: int, sampling: str, temperature: float,
+                  rng: np.random.Generator) -> list[int]:
+    """The task of every batch of one epoch; an epoch has as many batches as one pass over every task's data.
+
+    proportional: each task exactly its own number of batches, in shuffled order (one pass over each dataset);
+    temperature: tasks drawn independently with rows^(1/T) probabilities; round_robin: tasks in turn.
+    """
+    batches = [math.ceil(size / batch_size) for size in sizes]
+    total = sum(batches)
+    if sampling == "round_robin":
+        return [step % len(sizes) for step in range(total)]
+    if sampling == "temperature":
+        return rng.choice(len(sizes), size=total, p=task_probabilities(sizes, sampling, temperature)).tolist()
+    schedule = np.repeat(np.arange(len(sizes)), batches)
+    rng.shuffle(schedule)
+    return schedule.tolist()
+
+
+class TaskBatchSampler(torch.utils.data.Sampler[list[int]]):
+    """Batches of row indices into the concatenated training set, every batch from one task.
+
+    Each task walks through its own shuffled rows and reshuffles when it runs out, so a small task oversampled by
+    temperature or round-robin sampling still sees every row before any repeats. Seeded by seed and epoch, so a
+    resumed run draws the same batches.
+    """
+
+    def __init__(self, sizes: Sequence[int], batch_size: int, sampling: str, temperature: float, seed: int) -> None:
+        self.sizes = list(sizes)
+        self.offsets = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(int)
+        self.batch_size = batch_size
+        self.sampling = sampling
+        self.temperature = temperature
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return sum(math.ceil(size / self.batch_size) for size in self.sizes)
+
+    def __iter__(self):  # noqa: ANN204 - a generator of index lists
+        rng = np.random.default_rng([self.seed, self.epoch])
+        orders = [rng.permutation(size) for size in self.sizes]
+        positions = [0] * len(self.sizes)
+        for task in task_schedule(self.sizes, self.batch_size, self.sampling, self.temperature, rng):
+            size, start = self.sizes[task], positions[task]
+            if start >= size:
+                orders[task], start = rng.permutation(size), 0
+            rows = orders[task][start:start + self.batch_size]
+            positions[task] = start + len(rows)
+            yield (rows + self.offsets[task]).tolist()
+
+
+# --- the model -------------------------------------------------------------------------------------------------
+
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean of the token states over real tokens: works for any encoder, whatever its [CLS] convention."""
+    if attention_mask is None:
+        return hidden.mean(dim=1)
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+
+
+class MultiTaskModel(nn.Module):
+    """The shared encoder and one linear head per task; `task_id` (the same for the whole batch) picks the head."""
+
+    def __init__(self, encoder: nn.Module, names: Sequence[str], kinds: Sequence[str], widths: Sequence[int],
+                 loss_weights: Sequence[float], dropout: float = 0.1) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.names, self.kinds = list(names), list(kinds)
+        hidden = encoder.config.hidden_size
+        self.heads = nn.ModuleDict({name: nn.Linear(hidden, width) for name, width in zip(names, widths,
+                                                                                          strict=True)})
+        self.dropout = nn.Dropout(dropout)
+        self.register_buffer("loss_weights", torch.tensor(list(loss_weights), dtype=torch.float32),
+                             persistent=False)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+                task_id: torch.Tensor | None = None) -> SequenceClassifierOutput:
+        if task_id is None:
+            raise ValueError("a multi-task batch needs task_id")
+        index = int(task_id.reshape(-1)[0])
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            inputs["token_type_ids"] = token_type_ids
+        hidden = self.encoder(**inputs).last_hidden_state
+        logits = self.heads[self.names[index]](self.dropout(mean_pool(hidden, attention_mask)))
+        loss = None
+        if labels is not None:
+            if self.kinds[index] == "regression":
+                loss = nn.functional.mse_loss(logits.squeeze(-1).float(), labels.float())
+            else:
+                loss = nn.functional.cross_entropy(logits.float(), labels.long())
+            loss = loss * self.loss_weights[index]
+        return SequenceClassifierOutput(loss=loss, logits=logits)
+
+
+class TaskModel(nn.Module):
+    """One task's view of a multi-task model, shaped like a sequence classifier (`.config`, `.logits`), so the
+    ordinary Predictor (and with it evaluate, predict and serve) works on it unchanged."""
+
+    def __init__(self, encoder: nn.Module, head: nn.Linear, config: Any) -> None:
+        super().__init__()
+        self.encoder, self.head, self.config = encoder, head, config
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None, **_: Any) -> SequenceClassifierOutput:
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            inputs["token_type_ids"] = token_type_ids
+        hidden = self.encoder(**inputs).last_hidden_state
+        return SequenceClassifierOutput(logits=self.head(mean_pool(hidden, attention_mask)))
+
+
+# --- the Trainer -----------------------------------------------------------------------------------------------
+
+class MultiTaskTrainer(Trainer):
+    """Trainer with task-pure batches and an evaluation that scores each task and their mean."""
+
+    def __init__(self, *args: Any, task_sizes: Sequence[int], sampling: str, temperature: float,
+                 task_metrics: dict[str, Callable[[Any], dict[str, float]]],
+                 task_targets: dict[str, tuple[str, bool]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.task_sizes, self.sampling, self.temperature = list(task_sizes), sampling, temperature
+        self.task_metrics, self.task_targets = task_metrics, task_targets
+
+    def get_train_dataloader(self) -> torch.utils.data.DataLoader:
+        sampler = TaskBatchSampler(self.task_sizes, self._train_batch_size, self.sampling, self.temperature,
+                                   self.args.seed)
+        loader = torch.utils.data.DataLoader(self.train_dataset, batch_sampler=sampler, collate_fn=self.data_collator,
+                                             num_workers=self.args.dataloader_num_workers)
+        return self.accelerator.prepare(loader)
+
+    def _get_eval_sampler(self, eval_dataset: Any) -> torch.utils.data.Sampler | None:
+        return torch.utils.data.SequentialSampler(eval_dataset)  # predictions in row order
+
+    def evaluate(self, eval_dataset: Any = None, ignore_keys: list[str] | None = None,
+                 metric_key_prefix: str = "eval") -> dict[str, float]:
+        """Every task's metrics as `<prefix>_<task>_<metric>`, plus `<prefix>_mean_score`: the mean of each task's
+        early-stopping metric, negated where lower is better, which early stopping and best-model restore watch."""
+        by_task = eval_dataset if isinstance(eval_dataset, dict) else self.eval_dataset
+        metrics: dict[str, float] = {}
+        scores = []
+        for name, dataset in by_task.items():
+            self.compute_metrics = self.task_metrics[name]
+            output = self.evaluation_loop(self.get_eval_dataloader(dataset), description=f"Evaluation ({name})",
+                                          ignore_keys=ignore_keys, metric_key_prefix=f"{metric_key_prefix}_{name}")
+            metrics.update(output.metrics)
+            metric, greater_is_better = self.task_targets[name]
+            value = output.metrics.get(f"{metric_key_prefix}_{name}_{metric}")
+            if value is None:
+                raise TuneforgeError(f"task {name} has no metric '{metric}' to early-stop on",
+                                     fix="set early_stopping.metric to a metric every task reports (e.g. loss), "
+                                         "or auto")
+            scores.append(value if greater_is_better else -value)
+        self.compute_metrics = None
+        metrics[f"{metric_key_prefix}_{MEAN_SCORE}"] = float(np.mean(scores))
+        metrics["epoch"] = self.state.epoch
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
+
+
+# --- recipes, data and the run -------------------------------------------------------------------------------
+
+def task_recipe(recipe: Recipe, spec: TaskSpec) -> Recipe:
+    """The single-task recipe of one task: its kind and data, everything else shared."""
+    # model_copy(update=...) skips validation, which would (rightly) refuse data beside tasks half-way through
+    return recipe.model_copy(update={"task": spec.task, "data": spec.data.model_copy(deep=True), "tasks": [],
+                                     "multitask": type(recipe.multitask)()}, deep=True)
+
+
+def _tokenized(data: PreparedData, recipe: Recipe, tokenizer: Any, index: int, rules: Any = None
+               ) -> dict[str, datasets.Dataset]:
+    """Model inputs, float labels (one column type for every task, so the tasks concatenate) and the task id."""
+    spec = recipe.data
+    result = {}
+    for role, split in (("train", data.train), ("validation", data.validation), ("test", data.test)):
+        if split is None:
+            continue
+        tokens = tokenize_dataset(split, tokenizer, spec.text_column, spec.text_pair_column, recipe.train.max_length,
+                                  keep=(LABEL_FIELD,), desc=f"tokenizing {role}")
+        labels = [float(value) for value in tokens[LABEL_FIELD]]
+        tokens = tokens.remove_columns(LABEL_FIELD).add_column(LABEL_FIELD, labels)
+        result[role] = tokens.add_column(TASK_FIELD, [index] * len(tokens))
+    return result
+
+
+def _prepare_run_dir(recipe: Recipe, resume: bool) -> tuple[RunLayout, Path | None]:
+    from tuneforge.train.runner import _prepare_run_dir as prepare
+
+    return prepare(recipe, resume)
+
+
+def fine_tune_multitask(recipe: Recipe, *, resume: bool = False, callbacks: Sequence[TrainerCallback] = (),
+                        on_warnings: Callable[[list[Problem]], None] | None = None) -> Run:
+    """Train every task of `recipe.tasks` over one encoder; per-task metrics, early stopping on their mean."""
+    from tuneforge.evaluate.scoring import analyse_predictions
+    from tuneforge.train.runner import _training_arguments, resolve_precision, tensorboard_callback
+
+    recipe = recipe.model_copy(deep=True)
+    layout, checkpoint = _prepare_run_dir(recipe, resume)
+    recipe.output.dir = str(layout.root)
+    artifacts.write_text(layout.recipe, recipe.to_yaml())
+    device = pick_device(recipe.train.device)
+    set_seed(recipe.train.seed)
+    singles = [task_recipe(recipe, spec) for spec in recipe.tasks]
+    names = [spec.name for spec in recipe.tasks]
+    prepared = [prepare_data(single) for single in singles]
+    warnings = [w for data in prepared for w in data.warnings]
+    if on_warnings is not None and warnings:
+        on_warnings(warnings)
+
+    resolved = resolve_model(recipe.model.name)
+    tokenizer = AutoTokenizer.from_pretrained(resolved.path, revision=recipe.model.revision,
+                                              trust_remote_code=recipe.model.trust_remote_code,
+                                              local_files_only=resolved.offline)
+    encoder = AutoModel.from_pretrained(resolved.path, revision=recipe.model.revision, dtype=torch.float32,
+                                        trust_remote_code=recipe.model.trust_remote_code, use_safetensors=True,
+                                        local_files_only=resolved.offline)
+    widths = [len(data.labels) if single.task == "classification" else 1
+              for single, data in zip(singles, prepared, strict=True)]
+    weights = [recipe.multitask.loss_weights.get(name, 1.0) for name in names]
+    dropout = float(getattr(encoder.config, "hidden_dropout_prob", 0.1) or 0.1)
+    model = MultiTaskModel(encoder, names, [s.task for s in singles], widths, weights, dropout)
+
+    tokenized = [_tokenized(data, single, tokenizer, index)
+                 for index, (single, data) in enumerate(zip(singles, prepared, strict=True))]
+    train = datasets.concatenate_datasets([parts["train"] for parts in tokenized])
+    validation = {name: parts["validation"] for name, parts in zip(names, tokenized, strict=True)
+                  if "validation" in parts}
+    has_eval = len(validation) == len(names)
+    targets = {name: single.early_stopping_metric() for name, single in zip(names, singles, strict=True)}
+    metrics_fns = {name: _task_metric_fn(single.task, data.labels)
+                   for name, single, data in zip(names, singles, prepared, strict=True)}
+
+    batch_size = recipe.train.batch_size if isinstance(recipe.train.batch_size, int) else 16
+    args = _training_arguments(recipe, layout, device, has_eval, MEAN_SCORE, True, batch_size)
+    run_callbacks: list[TrainerCallback] = [JsonlLogCallback(layout.log)]
+    if has_eval and recipe.early_stopping.enabled:
+        run_callbacks.append(EarlyStoppingCallback(recipe.early_stopping.patience, recipe.early_stopping.min_delta))
+    tensorboard = tensorboard_callback(recipe.output.tensorboard, layout.root / "tensorboard")
+    if tensorboard is not None:
+        run_callbacks.append(tensorboard)
+    run_callbacks.extend(callbacks)
+    trainer = MultiTaskTrainer(
+        model=model, args=args, train_dataset=train, eval_dataset=validation if has_eval else None,
+        processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer), callbacks=run_callbacks,
+        task_sizes=[len(parts["train"]) for parts in tokenized], sampling=recipe.multitask.sampling,
+        temperature=recipe.multitask.temperature, task_metrics=metrics_fns, task_targets=targets,
+    )
+    for noisy in (ProgressCallback, PrinterCallback):
+        trainer.remove_callback(noisy)
+    started = time.time()
+    try:
+        result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    except KeyboardInterrupt:
+        from tuneforge.train.runner import TrainingInterrupted
+
+        raise TrainingInterrupted(f"training was interrupted at step {trainer.state.global_step}; checkpoints are "
+                                  f"in {layout.checkpoints}",
+                                  fix=f"resume with the same command plus --resume (output: {layout.root})") from None
+
+    trained = trainer.accelerator.unwrap_model(trainer.model)
+    artifacts.write_directory(layout.model, functools.partial(_save, trained, tokenizer))
+    metrics: dict[str, Any] = {
+        "task": "multitask",
+        "model": recipe.model.name,
+        "tasks": {},
+        "training": {
+            "runtime_seconds": round(time.time() - started, 2),
+            "train_samples_per_second": result.metrics.get("train_samples_per_second"),
+            "global_steps": trainer.state.global_step,
+            "epochs_completed": trainer.state.epoch,
+            "stopped_early": trainer.state.global_step < trainer.state.max_steps,
+            "best_checkpoint": trainer.state.best_model_checkpoint,
+            "best_metric": {MEAN_SCORE: trainer.state.best_metric} if has_eval else None,
+            "parameters": sum(p.numel() for p in trained.parameters()),
+            "device": device.type,
+            "precision": resolve_precision(recipe.train.precision, device),
+            "sampling": recipe.multitask.sampling,
+            "task_shares": dict(zip(names, task_probabilities(trainer.task_sizes, recipe.multitask.sampling,
+                                                              recipe.multitask.temperature).tolist(), strict=True)),
+            "loss_weights": dict(zip(names, weights, strict=True)),
+            "train_examples": {name: len(data.train) for name, data in zip(names, prepared, strict=True)},
+        },
+    }
+    described = []
+    for index, (name, single, data) in enumerate(zip(names, singles, prepared, strict=True)):
+        entry: dict[str, Any] = {"task": single.task, "labels": data.labels}
+        temperature = 1.0
+        for role in ("validation", "test"):
+            split = getattr(data, role)
+            if split is None:
+                continue
+            output = trainer.predict(tokenized[index][role], metric_key_prefix=role)
+            logits = np.asarray(output.predictions)
+            truth = np.asarray(split[LABEL_FIELD])
+            if role == "validation" and single.task == "classification" and \
+                    recipe.calibration.temperature_scaling:
+                temperature = fit_temperature(logits, truth)
+            spec = single.data
+            entry[role] = analyse_predictions(single, data.labels, logits, truth, split[spec.text_column],
+                                              split[spec.text_pair_column] if spec.text_pair_column else None,
+                                              temperature)
+            entry[role]["loss"] = output.metrics.get(f"{role}_loss")
+        entry["temperature"] = temperature
+        metrics["tasks"][name] = entry
+        described.append({"name": name, "task": single.task, "labels": data.labels, "temperature": temperature,
+                          "text_column": single.data.text_column, "text_pair_column": single.data.text_pair_column})
+    for role in ("validation", "test"):
+        scores = [_oriented(metrics["tasks"][name].get(role), *targets[name]) for name in names]
+        if all(score is not None for score in scores):
+            metrics[role] = {MEAN_SCORE: float(np.mean(scores)),
+                             **{f"{name}_{targets[name][0]}": metrics["tasks"][name][role][targets[name][0]]
+                                for name in names}}
+    artifacts.write_json(layout.multitask, {"format": 1, "pooling": "mean", "heads": f"model/{HEADS_FILE}",
+                                            "tasks": described})
+    artifacts.write_json(layout.metrics, metrics)
+    plots.training_curve(trainer.state.log_history, MEAN_SCORE, layout.training_curve)
+    return Run(layout.root, recipe, metrics)
+
+
+def _oriented(split: dict[str, Any] | None, metric: str, greater_is_better: bool) -> float | None:
+    if not split or split.get(metric) is None:
+        return None
+    return float(split[metric]) if greater_is_better else -float(split[metric])
+
+
+def _task_metric_fn(kind: str, labels: list[str] | None) -> Callable[[Any], dict[str, float]]:
+    task = get_task(kind)
+
+    def compute(prediction: Any) -> dict[str, float]:
+        metrics = task.compute_metrics(prediction.predictions, prediction.label_ids, labels)
+        return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and v is not None}
+    return compute
+
+
+def _save(model: MultiTaskModel, tokenizer: Any, folder: Path) -> None:
+    """The encoder as a Transformers model (safetensors) and the heads beside it, nothing pickled."""
+    model.encoder.save_pretrained(str(folder), safe_serialization=True)
+    tokenizer.save_pretrained(str(folder))
+    heads = {f"{name}.{key}": tensor.detach().cpu().contiguous()
+             for name, head in model.heads.items() for key, tensor in head.state_dict().items()}
+    save_file(heads, str(folder / HEADS_FILE), metadata={"format": "pt"})
+
+
+# --- loading one task back -----------------------------------------------------------------------------------
+
+def task_names(root: str | Path) -> list[str]:
+    layout = RunLayout(Path(root))
+    return [task["name"] for task in json.loads(layout.multitask.read_text(encoding="utf-8"))["tasks"]]
+
+
+def task_predictor(root: str | Path, task_name: str | None, device: str = "auto") -> Predictor:
+    """A Predictor for one task of a multi-task run: the shared encoder with that task's head."""
+    layout = RunLayout(Path(root))
+    described = json.loads(layout.multitask.read_text(encoding="utf-8"))
+    by_name = {task["name"]: task for task in described["tasks"]}
+    if task_name is None or task_name not in by_name:
+        what = "is a multi-task run" if task_name is None else f"has no task '{task_name}'"
+        raise TuneforgeError(f"{layout.root} {what}; its tasks are {', '.join(by_name)}",
+                             fix=f"pass --task-name {next(iter(by_name))} (Python: tuneforge.load(run, "
+                                 f"task_name=...))")
+    task = by_name[task_name]
+    recipe = read_run_recipe(layout.root)
+    spec = next(spec for spec in recipe.tasks if spec.name == task_name)
+    encoder = AutoModel.from_pretrained(str(layout.model), dtype=torch.float32, use_safetensors=True)
+    tokenizer = AutoTokenizer.from_pretrained(str(layout.model))
+    heads = load_file(str(layout.model / HEADS_FILE))
+    weight, bias = heads[f"{task_name}.weight"], heads[f"{task_name}.bias"]
+    head = nn.Linear(weight.shape[1], weight.shape[0])
+    head.load_state_dict({"weight": weight, "bias": bias})
+    config = encoder.config.__class__.from_dict(encoder.config.to_dict())
+    labels = task["labels"]
+    if labels is not None:
+        config.num_labels = len(labels)
+        config.id2label = dict(enumerate(labels))
+        config.label2id = {name: i for i, name in enumerate(labels)}
+    else:
+        config.num_labels = 1
+    return Predictor(TaskModel(encoder, head, config), tokenizer, task_recipe(recipe, spec), pick_device(device),
+                     temperature=float(task.get("temperature", 1.0)))
