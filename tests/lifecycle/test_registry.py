@@ -27,8 +27,10 @@ def variant(run: Path, folder: Path, learning_rate: float, accuracy: float) -> P
 
 
 @pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
-    return Registry.local(tmp_path_factory.mktemp("tuneforge-home"))
+def registry(tmp_path_factory: pytest.TempPathFactory, registry_template: Path) -> Registry:
+    home = tmp_path_factory.mktemp("tuneforge-home")
+    shutil.copyfile(registry_template, home / registry_template.name)
+    return Registry.local(home)
 
 
 @pytest.fixture(scope="module")
