@@ -152,3 +152,29 @@ def test_missing_image_file_in_training_data_names_the_row(tiny_model: Path, tmp
                                _features({"image": ["photo"]}, "concat", encoders))
     with pytest.raises(DataError, match=r"1 image file\(s\) not found \(row 6 \(line 7\): img_1_5.png\)"):
         tuneforge.fine_tune(recipe)
+
+
+def test_validate_checks_feature_columns_and_media_files(tiny_model: Path, tmp_path: Path,
+                                                         encoders: dict[str, str],
+                                                         capsys: pytest.CaptureFixture) -> None:
+    import yaml
+
+    from tuneforge.cli.main import main
+
+    files = write_multimodal_files(tmp_path / "data", "image", sizes=(8, 4, 4))
+    recipe = multimodal_recipe(tiny_model, files, tmp_path / "run",
+                               _features({"numeric": ["size"], "image": ["photo"]}, "concat", encoders))
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    assert main(["validate", str(path)]) == 0
+    assert "recipe is valid" in capsys.readouterr().out
+    (files["test"].parent / "img_3_2.png").unlink()
+    frame = pd.read_csv(files["train"])
+    frame["size"] = frame["size"].astype(object)
+    frame.loc[4, "size"] = "big"
+    frame.to_csv(files["train"], index=False)
+    assert main(["validate", str(path)]) == 1
+    captured = capsys.readouterr()
+    shown = captured.out + captured.err
+    assert "2 error(s)" in shown and "column 'size'" in shown and "row 5 (line 6)" in shown
+    assert "column 'photo'" in shown and "row 3 (line 4): img_3_2.png" in shown

@@ -16,7 +16,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def init(
         task: str = typer.Option("classification", help="classification, regression, token-classification, "
-                                                        "multilabel or pair-classification."),
+                                                        "multilabel, pair-classification, seq2seq or causal-lm."),
         data: str = typer.Option(None, "--data", help="Training file to put in the recipe."),
         model: str = typer.Option(None, help="Model to put in the recipe."),
     ) -> None:
@@ -37,8 +37,12 @@ def register(app: typer.Typer) -> None:
         test: Path = typer.Option(None, help="Test file."),
         text_column: str = typer.Option(None, help="Text column."),
         label_column: str = typer.Option(None, help="Label column."),
-        task: str = typer.Option(None, help="classification, regression, token-classification, multilabel or "
-                                            "pair-classification."),
+        task: str = typer.Option(None, help="classification, regression, token-classification, multilabel, "
+                                            "pair-classification, seq2seq or causal-lm."),
+        target_column: str = typer.Option(None, help="seq2seq: output text column."),
+        prompt_column: str = typer.Option(None, help="causal-lm: prompt column."),
+        response_column: str = typer.Option(None, help="causal-lm: response column."),
+        messages_column: str = typer.Option(None, help="causal-lm: chat column (lists of {role, content})."),
     ) -> None:
         """Check the recipe and its data without training; lists every problem at once."""
         quiet_libraries()
@@ -46,11 +50,21 @@ def register(app: typer.Typer) -> None:
         from tuneforge.models.resolve import resolve_model
 
         built = build_recipe(recipe, sets, data=data, validation=validation, test=test, text_column=text_column,
-                             label_column=label_column, task=task)
+                             label_column=label_column, task=task, target_column=target_column,
+                             prompt_column=prompt_column, response_column=response_column,
+                             messages_column=messages_column)
         from tuneforge.evaluate.plugins import validate_plugins
 
-        if built.task == "token-classification":
+        if built.features.enabled:  # typed feature columns, checked as multimodal training checks them
+            from tuneforge.train.multimodal import check_multimodal_data
+
+            loaded, problems = check_multimodal_data(built)
+        elif built.task == "token-classification":
             loaded, problems = _check_token_data(built)
+        elif built.task in ("seq2seq", "causal-lm"):
+            from tuneforge.data.generative_data import load_generative
+
+            loaded, problems = load_generative(built)
         else:
             loaded, problems = load_and_check(built)
         problems += validate_plugins(built.evaluation.plugins)

@@ -391,3 +391,26 @@ def _finish(layout: RunLayout, recipe: Recipe, data: MultimodalData,
                                     fix=f"run it again with `{command}`"))
     if failures and on_warnings is not None:
         on_warnings(failures)
+
+
+def check_multimodal_data(recipe: Recipe) -> tuple[dict[str, tuple[str, pd.DataFrame]], list[Problem]]:
+    """`tuneforge validate` for a multimodal recipe: the checks training makes before it loads a model —
+    columns, labels, numbers, media files — as ({role: (source, table)}, problems)."""
+    try:
+        data = prepare_multimodal_data(recipe)
+    except DataError as error:
+        return {}, list(error.problems)
+    problems = list(data.warnings)
+    columns = FeatureColumns.from_recipe(recipe)
+    try:
+        tabular = TabularPreprocessor.fit(data.train.frame, columns, data.train.source)
+    except DataError as error:
+        problems += error.problems
+        tabular = TabularPreprocessor()  # the media files are still worth checking
+    spec = FeatureSpecFile(columns, tabular, recipe.features.audio_max_seconds)
+    for _, split in data.splits():
+        try:
+            encode_rows(split.frame, spec, "|", split.source, split.base_dir)
+        except DataError as error:
+            problems += error.problems
+    return {role: (split.source, split.frame) for role, split in data.splits()}, problems
