@@ -77,3 +77,11 @@ def word_spans(text: str) -> list[tuple[int, int, bool]]:
         starts_sentence = not spans or bool(_SENTENCE_END.search(text, spans[-1][1], match.start()))
         spans.append((match.start(), match.end(), starts_sentence))
     return spans
+
+
+def eligible_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of the words an augmenter may replace: not stop-words (grammar, not wording) and not
+    capitalised mid-sentence (likely a name or other named entity, whose replacement would change the facts).
+    Shared by the synonym and contextual augmenters, so both leave the same words alone."""
+    return [(start, end) for start, end, starts_sentence in word_spans(text)
+            if text[start:end].lower() not in STOP_WORDS and not (text[start].isupper() and not starts_sentence)]

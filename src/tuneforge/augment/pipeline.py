@@ -15,7 +15,7 @@ import math
 import random
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,9 @@ import datasets
 from tuneforge import artifacts
 from tuneforge.augment.back_translation import BackTranslation
 from tuneforge.augment.base import Augmenter, normalise
+from tuneforge.augment.contextual import ContextualReplacement
 from tuneforge.augment.eda import EasyDataAugmentation
+from tuneforge.augment.generation import LanguageModelGeneration
 from tuneforge.augment.shuffle import SentenceShuffle
 from tuneforge.augment.synonym import SynonymReplacement
 from tuneforge.augment.wordnet import load_wordnet
@@ -40,6 +42,10 @@ REGISTRY: dict[str, Callable[[AugmentMethodSpec], Augmenter]] = {
     "shuffle": lambda spec: SentenceShuffle(words=spec.words),
     "back_translation": lambda spec: BackTranslation(spec.pivots, spec.source_language, spec.models,
                                                      spec.batch_size, spec.timeout),
+    "generation": lambda spec: LanguageModelGeneration(
+        spec.model or "", spec.mode, spec.filter_model, spec.min_confidence, spec.examples_per_prompt,
+        spec.max_new_tokens, spec.temperature, spec.top_p, spec.batch_size, spec.tries),
+    "contextual": lambda spec: ContextualReplacement(spec.model or "", spec.fraction, spec.top_k, spec.batch_size),
 }
 
 
@@ -51,6 +57,7 @@ class Augmented:
     origins: list[int]
     methods: list[str]
     method_names: list[str]
+    details: dict[str, Any] = field(default_factory=dict)  # per method, e.g. generation's kept/dropped counts
 
     def summary(self) -> dict[str, int]:
         """{method: rows added}, every configured method listed, in recipe order."""
@@ -60,7 +67,7 @@ class Augmented:
     def without(self, keys: set[str]) -> Augmented:
         keep = [i for i, text in enumerate(self.texts) if normalise(text) not in keys]
         return Augmented([self.texts[i] for i in keep], [self.origins[i] for i in keep],
-                         [self.methods[i] for i in keep], self.method_names)
+                         [self.methods[i] for i in keep], self.method_names, self.details)
 
 
 def variant_counts(size: int, ratio: float, rng: random.Random) -> list[int]:
@@ -72,12 +79,19 @@ def variant_counts(size: int, ratio: float, rng: random.Random) -> list[int]:
     return counts
 
 
-def cache_key(texts: list[str], spec: AugmentSpec) -> str:
+def cache_key(texts: list[str], spec: AugmentSpec, labels: list[str] | None = None) -> str:
     digest = hashlib.sha256(json.dumps({"version": CACHE_VERSION, "augment": spec.model_dump(mode="json")},
                                        sort_keys=True).encode())
     for text in texts:
         digest.update(text.encode("utf-8") + b"\x1e")
+    if labels is not None and needs_labels(spec):  # only label-aware methods depend on the labels
+        for label in labels:
+            digest.update(label.encode("utf-8") + b"\x1f")
     return digest.hexdigest()
+
+
+def needs_labels(spec: AugmentSpec) -> bool:
+    return any(method.method == "generation" for method in spec.methods)
 
 
 def default_cache_dir() -> Path:
@@ -85,16 +99,23 @@ def default_cache_dir() -> Path:
     return Path(datasets.config.HF_DATASETS_CACHE)
 
 
-def _compute(texts: list[str], spec: AugmentSpec) -> Augmented:
+def _compute(texts: list[str], spec: AugmentSpec, labels: list[str] | None = None) -> Augmented:
     seen = {normalise(text) for text in texts}
     new_texts: list[str] = []
     origins: list[int] = []
     methods: list[str] = []
+    details: dict[str, Any] = {}
     for method in spec.methods:
         # One generator per method, seeded by its name: adding a method leaves the others' variants alone.
         rng = random.Random(f"{spec.seed}:{method.method}")
         counts = variant_counts(len(texts), method.ratio, rng)
-        variants = REGISTRY[method.method](method).augment(texts, counts, rng)
+        augmenter = REGISTRY[method.method](method)
+        if getattr(augmenter, "needs_labels", False):
+            variants = augmenter.augment(texts, counts, rng, labels=labels)
+        else:
+            variants = augmenter.augment(texts, counts, rng)
+        if hasattr(augmenter, "stats"):
+            details[method.method] = augmenter.stats.as_dict()
         for index, (found, wanted) in enumerate(zip(variants, counts, strict=True)):
             for variant in found[:wanted]:
                 key = normalise(variant)
@@ -103,39 +124,45 @@ def _compute(texts: list[str], spec: AugmentSpec) -> Augmented:
                     new_texts.append(variant)
                     origins.append(index)
                     methods.append(method.method)
-    return Augmented(new_texts, origins, methods, [m.method for m in spec.methods])
+    return Augmented(new_texts, origins, methods, [m.method for m in spec.methods], details)
 
 
 def augment_texts(texts: list[str], spec: AugmentSpec, cache_dir: str | Path | None = None,
-                  held_out: Iterable[str] = ()) -> Augmented:
+                  held_out: Iterable[str] = (), labels: list[str] | None = None) -> Augmented:
     """Variants of `texts` per `spec`, read from the cache when this split and these settings ran before.
 
     Variants equal to a text of `held_out` (validation, test) are dropped: they would leak evaluation data
-    into training.
+    into training. `labels` (one per text) are needed by label-aware methods (generation).
     """
     names = [m.method for m in spec.methods]
-    path = Path(cache_dir or default_cache_dir()) / "tuneforge-augment" / f"{cache_key(texts, spec)}.json"
+    if needs_labels(spec) and labels is None:
+        raise TuneforgeError("generation needs the label of every text to augment (for its prompts and its "
+                             "label filter)", fix="give the data a label column (data.label_column)")
+    path = Path(cache_dir or default_cache_dir()) / "tuneforge-augment" / f"{cache_key(texts, spec, labels)}.json"
     augmented = None
     if path.is_file():
         try:
             stored = json.loads(path.read_text(encoding="utf-8"))
-            augmented = Augmented(stored["texts"], stored["origins"], stored["methods"], names)
+            augmented = Augmented(stored["texts"], stored["origins"], stored["methods"], names,
+                                  stored.get("details", {}))
         except (OSError, ValueError, KeyError):
             augmented = None  # a damaged cache file is recomputed
     if augmented is None:
-        augmented = _compute(texts, spec)
+        augmented = _compute(texts, spec, labels)
         try:
             artifacts.write_json(path, {"texts": augmented.texts, "origins": augmented.origins,
-                                        "methods": augmented.methods})
+                                        "methods": augmented.methods, "details": augmented.details})
         except OSError:
             pass  # a read-only cache only costs the recomputation next time
     return augmented.without({normalise(text) for text in held_out})
 
 
 def augment_dataset(train: datasets.Dataset, spec: AugmentSpec, text_column: str, cache_dir: str | None = None,
-                    held_out: Iterable[str] = ()) -> tuple[datasets.Dataset, Augmented]:
+                    held_out: Iterable[str] = (), label_column: str | None = None
+                    ) -> tuple[datasets.Dataset, Augmented]:
     """The split with its new rows appended; each copies its original's other columns, label included."""
-    augmented = augment_texts([str(text) for text in train[text_column]], spec, cache_dir, held_out)
+    labels = [str(v) for v in train[label_column]] if label_column and label_column in train.column_names else None
+    augmented = augment_texts([str(text) for text in train[text_column]], spec, cache_dir, held_out, labels)
     if not augmented.texts:
         return train, augmented
     extra: dict[str, Any] = train.select(augmented.origins).to_dict()
@@ -145,7 +172,7 @@ def augment_dataset(train: datasets.Dataset, spec: AugmentSpec, text_column: str
 
 
 def augment_split(train: datasets.Dataset, recipe: Recipe, held_out: Iterable[datasets.Dataset | None] = ()
-                  ) -> tuple[datasets.Dataset, dict[str, int] | None]:
+                  ) -> tuple[datasets.Dataset, dict[str, Any] | None]:
     """The recipe's augment step on the training split: (augmented split, {method: rows added}) or no change."""
     if not recipe.augment.enabled:
         return train, None
@@ -153,6 +180,14 @@ def augment_split(train: datasets.Dataset, recipe: Recipe, held_out: Iterable[da
     if spec.text_pair_column:
         raise TuneforgeError("augmentation rewrites single texts; this recipe has text pairs, whose label depends on "
                              "how the two texts relate", fix="remove the augment section for sentence-pair tasks")
+    if needs_labels(recipe.augment) and recipe.task not in ("classification", "multilabel"):
+        raise TuneforgeError(f"generation keeps a generated text only if a classifier gives it the original's "
+                             f"label, which a {recipe.task} target is not",
+                             fix="remove generation from augment.methods for this task")
     held_texts = [str(text) for split in held_out if split is not None for text in split[spec.text_column]]
-    train, augmented = augment_dataset(train, recipe.augment, spec.text_column, spec.cache_dir, held_texts)
-    return train, augmented.summary()
+    train, augmented = augment_dataset(train, recipe.augment, spec.text_column, spec.cache_dir, held_texts,
+                                       spec.label_column)
+    summary: dict[str, Any] = augmented.summary()
+    for name, detail in augmented.details.items():  # e.g. generation_filter: generated, kept, dropped by reason
+        summary[f"{name}_filter"] = detail
+    return train, summary

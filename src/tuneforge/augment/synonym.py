@@ -6,7 +6,7 @@ import functools
 import random
 from dataclasses import dataclass
 
-from tuneforge.augment.base import STOP_WORDS, distinct_variants, match_case, word_spans
+from tuneforge.augment.base import distinct_variants, eligible_spans, match_case
 from tuneforge.augment.wordnet import WordNet
 
 
@@ -21,10 +21,8 @@ class Candidate:
 def candidates(text: str, wordnet: WordNet) -> list[Candidate]:
     """Words that may be replaced: not stop-words, not capitalised mid-sentence (likely names), with synonyms."""
     found = []
-    for start, end, starts_sentence in word_spans(text):
+    for start, end in eligible_spans(text):
         word = text[start:end]
-        if word.lower() in STOP_WORDS or (word[0].isupper() and not starts_sentence):
-            continue
         synonyms = wordnet.synonyms(word)
         if synonyms:
             found.append(Candidate(start, end, word, synonyms))

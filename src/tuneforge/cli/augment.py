@@ -16,12 +16,16 @@ METHOD_COLUMN = "augmentation"  # names the method that made a row; "original" f
 DEFAULT_PREVIEW = 10
 
 
-def _method_overrides(recipe: Recipe, methods: list[str] | None, ratio: float | None) -> list[str]:
-    """--method / --ratio as one `augment.methods` override, so the recipe's validation (and errors) apply."""
+def _method_overrides(recipe: Recipe, methods: list[str] | None, ratio: float | None, model: str | None = None
+                      ) -> list[str]:
+    """--method / --ratio / --model as one `augment.methods` override, so the recipe's validation (and errors)
+    apply; --model goes to the methods that take a model (generation, contextual)."""
     import yaml
 
     if methods:
-        items: list[dict[str, Any]] = [{"method": name, "ratio": ratio or 1.0} for name in methods]
+        items: list[dict[str, Any]] = [
+            {"method": name, "ratio": ratio or 1.0,
+             **({"model": model} if model and name in ("generation", "contextual") else {})} for name in methods]
     elif ratio is not None:
         items = [{**spec.model_dump(mode="json", exclude_unset=True), "ratio": ratio}
                  for spec in recipe.augment.methods]
@@ -88,8 +92,11 @@ def register(app: typer.Typer) -> None:
         text_column: str = typer.Option(None, help="Text column (data.text_column)."),
         label_column: str = typer.Option(None, help="Label column (data.label_column), copied to the variants."),
         method: list[str] = typer.Option(None, "--method",
-                                         help="synonym, eda, shuffle or back_translation; repeat for several. "
-                                              "Replaces the recipe's augment methods."),
+                                         help="synonym, eda, shuffle, back_translation, generation or "
+                                              "contextual; repeat for several. Replaces the recipe's augment methods "
+                                              "(generation and contextual also need --model)."),
+        model: str = typer.Option(None, "--model", help="generation: the generator (causal or seq2seq LM); "
+                                                        "contextual: a masked LM. Folder, run directory or hub id."),
         ratio: float = typer.Option(None, help="New examples per original, e.g. 1 or 0.5 (default: 1)."),
         seed: int = typer.Option(None, help="Seed of the variants (augment.seed)."),
         sets: list[str] = typer.Option(None, "--set", help="Override a recipe field: --set augment.seed=3"),
@@ -106,12 +113,13 @@ def register(app: typer.Typer) -> None:
         overrides = list(sets or []) + ([f"augment.seed={seed}"] if seed is not None else [])
         flags = {"data": data, "text_column": text_column, "label_column": label_column}
         built = build_recipe(recipe, overrides, **flags)
-        extra = _method_overrides(built, method, ratio)
+        extra = _method_overrides(built, method, ratio, model)
         if extra:
             built = build_recipe(recipe, overrides + extra, **flags)
         if not built.augment.enabled:
             raise TuneforgeError("no augmentation method given",
-                                 fix="pass --method synonym (or eda, shuffle, back_translation), or add an "
+                                 fix="pass --method synonym (or eda, shuffle, back_translation, generation, "
+                                     "contextual), or add an "
                                      "augment section with methods to the recipe")
         if built.data.text_pair_column:
             raise TuneforgeError("augmentation rewrites single texts; this recipe has text pairs",
@@ -122,8 +130,13 @@ def register(app: typer.Typer) -> None:
         spec = built.data
         frame, held = _rows_to_augment(built, from_recipe=recipe is not None)
         texts = [str(t) for t in frame[spec.text_column]]
-        added = augment_texts(texts, built.augment, spec.cache_dir, held)
+        labels = [str(v) for v in frame[spec.label_column]] if spec.label_column in frame.columns else None
+        added = augment_texts(texts, built.augment, spec.cache_dir, held, labels)
         summary = ", ".join(f"+{n} {name}" for name, n in added.summary().items())
+        for name, detail in added.details.items():
+            dropped = ", ".join(f"{n} {why.replace('_', ' ')}" for why, n in detail.get("dropped", {}).items())
+            console.print(f"{name}: {detail.get('generated', 0)} generated, {detail.get('kept', 0)} kept"
+                          f"{'; dropped ' + dropped if dropped else ''}", highlight=False, soft_wrap=True)
         console.print(f"{len(texts)} rows, {len(added.texts)} new ({summary}): {len(texts) + len(added.texts)} "
                       "rows in all", highlight=False, soft_wrap=True)
         if preview or (preview is None and output is None):
