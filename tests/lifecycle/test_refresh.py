@@ -94,6 +94,7 @@ def test_refresh_promotes_a_challenger_that_is_not_worse(
     assert f"gate.challenger.{result.metric}" in run.data.metrics
 
 
+@pytest.mark.slow  # two refreshes
 def test_refresh_keeps_a_worse_challenger_and_skips_without_feedback(
         tiny_model: Path, served_runs: dict[str, Path], store: FeedbackStore, registry: Registry, tmp_path: Path
 ) -> None:
@@ -112,14 +113,21 @@ def test_refresh_keeps_a_worse_challenger_and_skips_without_feedback(
     assert registry.version("shop", 2).tags["tuneforge.refresh_decision"] == "not promoted"
 
 
-def test_refresh_needs_a_gate_and_records_failures(tiny_model: Path, served_runs: dict[str, Path],
-                                                   store: FeedbackStore, registry: Registry, tmp_path: Path) -> None:
-    registry.register(served_runs["classification"], "shop")
+def test_refresh_needs_a_gate(tiny_model: Path, store: FeedbackStore, registry: Registry, tmp_path: Path) -> None:
     recipe = recipe_for(tiny_model, tmp_path)
     recipe.refresh.gate = None
     with pytest.raises(TuneforgeError, match="no refresh.gate") as raised:
         refresh(registry, store, "shop", recipe, tmp_path / "c")
     assert "refresh:" in raised.value.fix
+    recipe.refresh.gate = str(tmp_path / "missing.csv")
+    with pytest.raises(TuneforgeError, match="missing.csv' does not exist"):
+        refresh(registry, store, "shop", recipe, tmp_path / "c")
+
+
+@pytest.mark.slow  # trains a challenger before the unknown metric is found
+def test_a_failed_refresh_is_recorded(tiny_model: Path, served_runs: dict[str, Path], store: FeedbackStore,
+                                      registry: Registry, tmp_path: Path) -> None:
+    registry.register(served_runs["classification"], "shop")
     store.add_feedback("shop", "positive", text="lovely friendly place")
     recipe = recipe_for(tiny_model, tmp_path, metric="no_such_metric", start_from="base")
     with pytest.raises(TuneforgeError, match="metric 'no_such_metric'"):
