@@ -13,7 +13,7 @@ from tuneforge.data.domain_rules import read_rules
 from tuneforge.errors import TuneforgeError
 from tuneforge.evaluate.calibration import check_temperature, read_temperature, scaled_probabilities
 from tuneforge.models.peft import load_run_model
-from tuneforge.recipe import Recipe
+from tuneforge.recipe import GENERATIVE_TASKS, Recipe
 from tuneforge.run import RunLayout, read_run_recipe
 from tuneforge.tasks import get_task
 
@@ -58,6 +58,7 @@ class Predictor:
         )
         self.thresholds: list[float] | None = None
         self.rules: Any = None  # domain preprocessing (data/domain_rules.py), applied before tokenising
+        self.run_dir: Path | None = None  # set by from_run; a classification-as-text run reads its labels there
         if self.multilabels is not None:
             self.thresholds = [float(t) for t in thresholds] if thresholds is not None else \
                 [0.5] * len(self.multilabels)
@@ -102,6 +103,7 @@ class Predictor:
         predictor = cls(model, tokenizer, recipe, pick_device(device), temperature=temperature,
                         thresholds=thresholds)
         predictor.rules = read_rules(layout.root)  # the domain rules the model was trained with, if any
+        predictor.run_dir = layout.root
         return predictor
 
     @torch.inference_mode()
@@ -136,12 +138,27 @@ class Predictor:
         """One dict per text: `label`, `score` and `probabilities` (classification), `score` (regression), or
         `tokens`, `tags`, `scores` and `entities` (token classification; a text is split on whitespace unless
         it is already a list of words), or `labels` (those at or above their threshold) and `probabilities`
-        (multilabel)."""
+        (multilabel), or `generated` (seq2seq, causal-lm; `label` and `probabilities` for classification as text).
+        """
+        if self.recipe.task in GENERATIVE_TASKS:
+            from tuneforge.predict_generative import predict_rows
+
+            return predict_rows(self, texts, batch_size)
         if self.tags is not None:
             return self.tag(texts, batch_size)
         if self.multilabels is not None:
             return self.task.decode(self.logits(texts, pairs, batch_size), self.multilabels, self.thresholds)
         return self.task.decode(self.scale_logits(self.logits(texts, pairs, batch_size)), self.labels)
+
+    def generate(self, prompts: Sequence[Any], batch_size: int | None = None, **settings: Any) -> list[str]:
+        """Generated text per prompt (seq2seq: source text; causal-lm: prompt, or a chat as a list of
+        {role, content}); `settings` override the run's generation section, e.g. max_new_tokens=20."""
+        if self.recipe.task not in GENERATIVE_TASKS:
+            raise TuneforgeError(f"generate needs a seq2seq or causal-lm run; this is a {self.recipe.task} run",
+                                 fix="use predict() for this run")
+        from tuneforge.predict_generative import generate_texts
+
+        return generate_texts(self, prompts, batch_size, **settings)
 
     @torch.inference_mode()
     def tag(self, texts: Sequence[str | Sequence[str]], batch_size: int = 64) -> list[dict[str, Any]]:

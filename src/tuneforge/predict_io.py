@@ -43,6 +43,8 @@ def predictions_frame(texts: Sequence[Any], rows: Sequence[dict[str, Any]],
             record["labels"] = "|".join(row["labels"])
         if "score" in row:
             record["score"] = row["score"]
+        if "generated" in row:  # seq2seq, causal-lm: the generated text
+            record["generated"] = row["generated"]
         for name, probability in (row.get("probabilities") or {}).items():
             record[f"prob_{name}"] = probability
         records.append(record)

@@ -27,6 +27,8 @@ HEADLINE = {
     "token-classification": ("f1", "precision", "recall", "f1_macro", "token_accuracy", "loss"),
     "multilabel": ("f1_micro", "f1_macro", "f1_weighted", "precision_micro", "recall_micro", "subset_accuracy",
                    "hamming_loss", "loss"),
+    "seq2seq": ("chrf", "bleu", "rouge1", "rouge2", "rougeL", "exact_match", "loss", "perplexity"),
+    "causal-lm": ("accuracy", "f1_macro", "chrf", "bleu", "rougeL", "exact_match", "loss", "perplexity"),
 }
 
 

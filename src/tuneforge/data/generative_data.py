@@ -58,7 +58,7 @@ def _blank(path: str, column: str, values: list[Any], what: str) -> list[Problem
                     fix=f"fill in or remove those rows: every row needs {what}")]
 
 
-def _normalise(recipe: Recipe, path: str, table: datasets.Dataset, problems: list[Problem]) -> datasets.Dataset:
+def normalise_table(recipe: Recipe, path: str, table: datasets.Dataset, problems: list[Problem]) -> datasets.Dataset:
     spec = recipe.data
     if recipe.task == "seq2seq":
         problems += _blank(path, spec.text_column, table[spec.text_column], "source text")
@@ -122,7 +122,7 @@ def load_generative(recipe: Recipe) -> tuple[dict[str, tuple[str, datasets.Datas
         if missing:
             problems += missing
             continue
-        loaded[role] = (path, _normalise(recipe, path, table, problems))
+        loaded[role] = (path, normalise_table(recipe, path, table, problems))
     if recipe.lm.classify and "train" in loaded:
         known = set(loaded["train"][1]["label"])
         for role in ("validation", "test"):

@@ -177,7 +177,7 @@ class TokenizeCausal:
     def __call__(self, batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
         out: dict[str, list[Any]] = {"input_ids": [], "labels": [], "truncated": []}
         if self.chat:
-            pairs = [encode_chat(self.tokenizer, messages) for messages in batch["messages"]]
+            pairs = [encode_chat(self.tokenizer, parse_messages(messages)) for messages in batch["messages"]]
         else:
             pairs = [encode_pair(self.tokenizer, p, r) for p, r in zip(batch["prompt"], batch["response"],
                                                                        strict=True)]

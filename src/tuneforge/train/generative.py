@@ -38,11 +38,12 @@ from tuneforge.models.loading import load_generative_model, load_tokenizer
 from tuneforge.models.peft import MERGEABLE, apply_peft, quantized_loading, save_adapter, write_merged_model
 from tuneforge.models.resolve import resolve_model
 from tuneforge.predict import pick_device
+from tuneforge.predict_generative import evaluate_split
 from tuneforge.recipe import Recipe
 from tuneforge.report import plots
 from tuneforge.run import Run, RunLayout
 from tuneforge.tasks import causal_lm, seq2seq
-from tuneforge.tasks.generation import SAMPLE_COUNT, apply_to_generation_config, generate, text_metrics
+from tuneforge.tasks.generation import SAMPLE_COUNT, apply_to_generation_config
 from tuneforge.train.callbacks import JsonlLogCallback
 from tuneforge.train.finishing import finish_run
 from tuneforge.train.runner import (
@@ -138,66 +139,6 @@ def build_trainer(recipe: Recipe, model: Any, tokenizer: Any, train: Any, valida
     return trainer
 
 
-# ------------------------------------------------------------------------------------------------------
-# Generation for evaluation and prediction
-# ------------------------------------------------------------------------------------------------------
-
-def model_inputs(recipe: Recipe, tokenizer: Any, split: Any) -> tuple[list[str], list[list[int]], list[str]]:
-    """(shown input, token ids to generate from, reference text) of each row of a normalised split."""
-    if recipe.task == "seq2seq":
-        texts = list(split["source"])
-        ids = [seq2seq.source_ids(tokenizer, text, recipe.train.max_length) for text in texts]
-        return texts, ids, list(split["target"])
-    if "messages" in split.column_names:
-        shown, ids, references = [], [], []
-        for raw in split["messages"]:
-            messages = causal_lm.parse_messages(raw)
-            last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
-            shown.append(messages[last - 1]["content"] if last else "")
-            ids.append(causal_lm.chat_prompt_ids(tokenizer, messages))
-            references.append(messages[last]["content"])
-        return shown, ids, references
-    prompts = list(split["prompt"])
-    return prompts, [causal_lm.prompt_ids(tokenizer, p) for p in prompts], [r.strip() for r in split["response"]]
-
-
-def classify(recipe: Recipe, model: Any, tokenizer: Any, prompts: list[list[int]], labels: list[str],
-             device: torch.device) -> list[dict[str, Any]]:
-    """Classification as text: a label (with probabilities when scored by likelihood) per prompt."""
-    if recipe.lm.label_scoring == "likelihood":
-        scores = causal_lm.label_log_likelihoods(model, tokenizer, prompts, labels, recipe.lm.prompt_template,
-                                                 device, recipe.generation.batch_size)
-        return causal_lm.decode_scores(scores, labels)
-    texts = generate(model, tokenizer, prompts, recipe.generation, device, decoder_only=True)
-    return [{"label": causal_lm.closest_label(text, labels), "generated": text} for text in texts]
-
-
-def _limit(split: Any, count: int) -> Any:
-    return split if count <= 0 or len(split) <= count else split.select(range(count))
-
-
-def evaluate_split(recipe: Recipe, model: Any, tokenizer: Any, split: Any, labels: list[str] | None,
-                   device: torch.device) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Text metrics (or accuracy) of the first `generation.eval_examples` rows, and one row per example."""
-    rows = _limit(split, recipe.generation.eval_examples)
-    shown, ids, references = model_inputs(recipe, tokenizer, rows)
-    if labels is not None:
-        decoded = classify(recipe, model, tokenizer, ids, labels, device)
-        predicted = [row["label"] for row in decoded]
-        result = causal_lm.classification_metrics(predicted, list(rows["label"]), labels)
-        return result, [{"input": s, "reference": t, "predicted": row["label"], **_probabilities(row)}
-                        for s, t, row in zip(shown, rows["label"], decoded, strict=True)]
-    generated = generate(model, tokenizer, ids, recipe.generation, device,
-                         decoder_only=recipe.task == "causal-lm")
-    result = text_metrics(generated, references)
-    return result, [{"input": s, "reference": r, "generated": g}
-                    for s, r, g in zip(shown, references, generated, strict=True)]
-
-
-def _probabilities(row: dict[str, Any]) -> dict[str, Any]:
-    return {f"prob_{name}": value for name, value in (row.get("probabilities") or {}).items()}
-
-
 def _write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
     import pandas as pd
 
@@ -230,6 +171,9 @@ def fine_tune_generative(recipe: Recipe, *, resume: bool = False, callbacks: Seq
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     apply_to_generation_config(model, recipe.generation, tokenizer)
+    # No key/value cache in training: it is useless there, and Transformers reads packed position ids as example
+    # boundaries only without one. generate() still caches (generation_config.use_cache).
+    model.config.use_cache = False
     collator = build_collator(recipe, tokenizer, model, device)
     if recipe.peft.enabled:
         model = apply_peft(model, tokenizer, recipe.peft, recipe.train.gradient_checkpointing, task=recipe.task)
@@ -269,6 +213,7 @@ def fine_tune_generative(recipe: Recipe, *, resume: bool = False, callbacks: Seq
         ) from None
 
     trained = trainer.accelerator.unwrap_model(trainer.model)
+    trained.config.use_cache = True
     if recipe.peft.enabled:
         artifacts.write_directory(layout.adapter, functools.partial(save_adapter, trained, tokenizer, recipe.task))
     else:
