@@ -155,7 +155,8 @@ class TrainSpec(Section):
     max_length: int = Field(128, ge=8, description="Longest input in tokens; longer texts are truncated.")
     seed: int = Field(42, description="Seed for weights of new layers, shuffling and dropout.")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
-        "auto", description="auto: bf16 on GPUs that support it, fp16 on older GPUs, fp32 on CPU."
+        "auto", description="auto: bf16 on GPUs that support it, fp16 on older GPUs, fp32 on CPU. bf16 also runs on "
+        "CPUs with AVX-512 BF16 or AMX (mixed precision, faster there)."
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto uses a GPU when one is visible.")
     group_by_length: bool = Field(
@@ -945,6 +946,22 @@ class Recipe(Section):
         if "pretrain" in stages and not self.pretrain.corpus:
             raise ValueError("train.stages has pretrain but pretrain.corpus is empty; name the unlabelled domain "
                              "text file in pretrain.corpus")
+        # Domain adaptation is wired into the single-task text path (train/domain.py); elsewhere it would be
+        # silently skipped, so it is refused.
+        adapting = [name for name, on in (("domain rules", self.domain.has_rules),
+                                          ("domain.extend_vocabulary", self.domain.extend_vocabulary),
+                                          ("train.stages pretrain", "pretrain" in stages)) if on]
+        other_path = ("features (multimodal inputs)" if self.features.enabled else
+                      "tasks (multi-task)" if self.tasks else
+                      f"task {self.task}" if self.task in GENERATIVE_TASKS else None)
+        if adapting and other_path:
+            raise ValueError(f"{', '.join(adapting)} work with single-task text runs; they are not available with "
+                             f"{other_path} yet: remove them, or preprocess and pretrain in a separate run and name "
+                             "its pretrained/ folder as model.name")
+        if self.domain.has_rules and self.task == "token-classification":
+            raise ValueError("domain rules rewrite whole texts, which would move words away from their tags; "
+                             "preprocess the CoNLL file before training, or remove domain.rule_packs, domain.rules, "
+                             "domain.functions and domain.unicode_normalization")
         return self
 
     @model_validator(mode="after")

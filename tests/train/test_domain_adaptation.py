@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import make_rows, tiny_recipe, write_csv
-from tuneforge.errors import TuneforgeError
+from tuneforge.errors import RecipeError
 from tuneforge.predict import Predictor
 from tuneforge.recipe import recipe_from_dict
 from tuneforge.train.runner import fine_tune
@@ -61,17 +61,15 @@ def test_resume_reuses_the_pretrained_base(tiny_model: Path, classification_file
 
 
 def test_stage_plan_and_corpus_are_checked() -> None:
-    with pytest.raises(Exception, match="pretrain.corpus"):
+    with pytest.raises(RecipeError, match="pretrain.corpus"):
         recipe_from_dict({"train": {"stages": ["pretrain", "finetune"]}})
-    with pytest.raises(Exception, match="not a plan"):
+    with pytest.raises(RecipeError, match="not a plan"):
         recipe_from_dict({"train": {"stages": ["finetune", "pretrain"]}, "pretrain": {"corpus": "c.txt"}})
 
 
-def test_rules_refused_for_token_classification(tiny_model: Path, tmp_path: Path) -> None:
-    conll = tmp_path / "train.conll"
-    conll.write_text("\n\n".join("John B-PER\nlives O\nhere O" for _ in range(20)) + "\n", encoding="utf-8")
-    recipe = recipe_from_dict({"task": "ner", "model": {"name": str(tiny_model)},
-                               "data": {"train": str(conll)}, "domain": {"rule_packs": ["legal"]},
-                               "output": {"dir": str(tmp_path / "run")}})
-    with pytest.raises(TuneforgeError, match="tags"):
-        fine_tune(recipe)
+def test_domain_options_refused_where_they_would_be_skipped() -> None:
+    with pytest.raises(RecipeError, match="tags"):
+        recipe_from_dict({"task": "ner", "domain": {"rule_packs": ["legal"]}})
+    recipe_from_dict({"task": "ner", "domain": {"extend_vocabulary": True}})  # new words are fine for tagging
+    with pytest.raises(RecipeError, match="task seq2seq"):
+        recipe_from_dict({"task": "seq2seq", "domain": {"extend_vocabulary": True}})

@@ -17,7 +17,6 @@ from transformers import PreTrainedTokenizerBase
 
 from tuneforge import artifacts
 from tuneforge.data.domain_rules import TextRules, rules_from_recipe, write_rules
-from tuneforge.errors import TuneforgeError
 from tuneforge.models.loading import load_tokenizer
 from tuneforge.models.resolve import ResolvedModel, resolve_model
 from tuneforge.models.vocabulary import extend_vocabulary, initialise_embeddings
@@ -47,10 +46,6 @@ def adapt_to_domain(recipe: Recipe, run_dir: Path, resolved: ResolvedModel, toke
     """Apply the recipe's domain section; with nothing switched on, the base model and tokenizer pass through."""
     spec = recipe.domain
     rules = rules_from_recipe(recipe) if spec.has_rules else None
-    if rules is not None and recipe.task == "token-classification":
-        raise TuneforgeError("domain rules rewrite whole texts, which would move words away from their tags",
-                             fix="preprocess the CoNLL file before training, or remove domain.rule_packs, "
-                                 "domain.rules, domain.functions and domain.unicode_normalization")
     setup = DomainSetup(resolved=resolved, tokenizer=tokenizer, rules=rules)
     if rules is not None:
         write_rules(run_dir, rules)
