@@ -34,8 +34,8 @@ def is_multimodal_run(run_dir: str | Path) -> bool:
 
 def as_frame(rows: Rows, source: str = REQUEST) -> pd.DataFrame:
     """Rows as a table; plain texts are refused with the columns this kind of run needs."""
-    if isinstance(rows, pd.DataFrame):
-        return rows
+    if isinstance(rows, pd.DataFrame):  # errors name rows by the index: keep an integer one, else count from 0
+        return rows if pd.api.types.is_integer_dtype(rows.index) else rows.reset_index(drop=True)
     if isinstance(rows, str) or (len(rows) and not isinstance(rows[0], dict)):
         raise TuneforgeError("a multimodal run predicts from rows of columns, not plain texts",
                              fix="pass a pandas DataFrame or a list of dicts with the run's feature columns")

@@ -178,3 +178,19 @@ def test_validate_checks_feature_columns_and_media_files(tiny_model: Path, tmp_p
     shown = captured.out + captured.err
     assert "2 error(s)" in shown and "column 'size'" in shown and "row 5 (line 6)" in shown
     assert "column 'photo'" in shown and "row 3 (line 4): img_3_2.png" in shown
+
+
+def test_a_lone_training_file_is_split_stratified_and_keeps_its_row_numbers(tmp_path: Path) -> None:
+    from tuneforge.recipe import recipe_from_dict
+    from tuneforge.train.multimodal import prepare_multimodal_data
+
+    files = write_multimodal_files(tmp_path / "data", "numeric", media=False, sizes=(40, 2, 2))
+    recipe = recipe_from_dict({"data": {"train": str(files["train"]), "validation_split": 0.2, "test_split": 0.2},
+                               "features": {"numeric": ["size"]}})
+    data = prepare_multimodal_data(recipe)
+    sizes = [len(split.frame) for _, split in data.splits()]
+    assert sizes == [24, 8, 8] and data.labels == ["high", "low"]
+    for _, split in data.splits():
+        assert split.frame["label"].value_counts().tolist() == [len(split.frame) // 2] * 2
+    rows = sorted(i for _, split in data.splits() for i in split.frame.index)
+    assert rows == list(range(40))  # every row once, named by its place in the file
