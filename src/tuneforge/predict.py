@@ -59,6 +59,7 @@ class Predictor:
         self.thresholds: list[float] | None = None
         self.rules: Any = None  # domain preprocessing (data/domain_rules.py), applied before tokenising
         self.run_dir: Path | None = None  # set by from_run; a classification-as-text run reads its labels there
+        self.precision = "fp32"  # "bf16": autocast on a GPU or a CPU with native bf16 (see use_precision)
         if self.multilabels is not None:
             self.thresholds = [float(t) for t in thresholds] if thresholds is not None else \
                 [0.5] * len(self.multilabels)
@@ -106,6 +107,20 @@ class Predictor:
         predictor.run_dir = layout.root
         return predictor
 
+    def use_precision(self, precision: str) -> Predictor:
+        """`bf16` scores under bf16 autocast (about 1.5x faster on CPUs with AVX-512 BF16 or AMX; labels rarely
+        change, probabilities move in the third decimal); `fp32` is exact. Returns self."""
+        if precision not in ("fp32", "bf16"):
+            raise TuneforgeError(f"unknown precision '{precision}'", fix="use fp32 or bf16")
+        if precision == "bf16" and self.device.type == "cpu":
+            from tuneforge.train.speed import cpu_bf16_native
+
+            if not cpu_bf16_native():
+                raise TuneforgeError("bf16 prediction needs a GPU or a CPU with AVX-512 BF16 or AMX; this CPU has "
+                                     "neither, so bf16 would be emulated and slower", fix="use precision fp32")
+        self.precision = precision
+        return self
+
     @torch.inference_mode()
     def logits(self, texts: Sequence[str], pairs: Sequence[str] | None = None, batch_size: int = 64) -> np.ndarray:
         """Raw model outputs in input order; batches are sorted by length so little goes to padding."""
@@ -127,7 +142,8 @@ class Predictor:
                 [str(pairs[i]) for i in chunk] if pairs is not None else None,
                 truncation=True, max_length=max_length, padding=True, return_tensors="pt",
             ).to(self.device)
-            logits = self.model(**encoded).logits.float().cpu().numpy()
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+                logits = self.model(**encoded).logits.float().cpu().numpy()
             for position, index in enumerate(chunk):
                 outputs[index] = logits[position]
         width = self.model.config.num_labels

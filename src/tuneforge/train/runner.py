@@ -56,6 +56,7 @@ from tuneforge.train.losses import build_loss, resolve_class_weights
 from tuneforge.train.optimizers import trainer_optimizer
 from tuneforge.train.sampling import SeededLengthGroupedSampler
 from tuneforge.train.sizing import choose_batch_size
+from tuneforge.train.speed import cpu_bf16_native
 
 logger = logging.getLogger(__name__)
 
@@ -135,8 +136,11 @@ def default_run_dir(recipe: Recipe) -> Path:
 
 def resolve_precision(precision: str, device: torch.device) -> str:
     if precision != "auto":
+        if precision == "bf16" and device.type == "cpu" and cpu_bf16_native():
+            return precision  # bf16 autocast on a CPU with native bf16 (see train/speed.py)
         if precision in ("bf16", "fp16") and device.type != "cuda":
-            raise TuneforgeError(f"train.precision '{precision}' needs a GPU; this run is on the CPU",
+            raise TuneforgeError(f"train.precision '{precision}' needs a GPU (or, for bf16, a CPU with AVX-512 BF16 "
+                                 "or AMX); this run is on a CPU without it",
                                  fix="use train.precision: auto (fp32 on CPU) or run on a GPU")
         return precision
     if device.type == "cuda":
