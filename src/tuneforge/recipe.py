@@ -887,6 +887,14 @@ class Recipe(Section):
         return self
 
     @model_validator(mode="after")
+    def _clean_fits_task(self) -> Recipe:
+        # Cleaning works on rows of text with one label; other tasks' rows would pass through it unchanged.
+        if self.clean.enabled and self.task not in ("classification", "multilabel", "regression"):
+            raise ValueError(f"clean: works on text rows of classification, multilabel and regression data, not "
+                             f"{self.task}; set clean.enabled: false, or clean the texts first with `tuneforge clean`")
+        return self
+
+    @model_validator(mode="after")
     def _peft_fits_task(self) -> Recipe:
         if self.task == "token-classification" and self.peft.method in ("prompt_tuning", "prefix_tuning"):
             raise ValueError(f"peft.method '{self.peft.method}' puts virtual tokens before the input, which have no "

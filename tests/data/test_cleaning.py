@@ -167,3 +167,12 @@ def test_cleaning_that_empties_a_class_is_an_error(tmp_path, data_recipe) -> Non
     with pytest.raises(DataError) as raised:
         prepare_data(recipe)
     assert "after cleaning" in str(raised.value) and "odd" in str(raised.value)
+
+
+def test_clean_is_refused_for_tasks_it_cannot_clean() -> None:
+    from tuneforge.errors import RecipeError
+    from tuneforge.recipe import recipe_from_dict
+
+    with pytest.raises(RecipeError, match="clean: works on text rows"):
+        recipe_from_dict({"task": "ner", "clean": {"enabled": True}})
+    assert recipe_from_dict({"clean": {"enabled": True, "mislabelled": False}}).clean.mislabelled == "off"
