@@ -13,7 +13,8 @@ from tuneforge.cli.display import console
 from tuneforge.errors import TuneforgeError
 
 TASK_CODES = {"classification": "cls", "regression": "reg", "token-classification": "tok",
-              "question-answering": "qa", "generation": "gen", "summarization": "sum", "translation": "mt"}
+              "question-answering": "qa", "generation": "gen", "summarization": "sum", "translation": "mt",
+              "seq2seq": "s2s", "causal-lm": "clm"}
 WIDE = 150  # terminal columns from which the table shows every field
 AVAILABILITY = {"bundled": "bundled", "local": "local", "run": "run", "hub-cache": "hub cache", "hub": "hub only"}
 
@@ -114,4 +115,5 @@ def register(app: typer.Typer) -> None:
             console.print("none of these is on this machine yet: they download from the hub on first use")
         if wide:
             console.print("tasks: cls classification, reg regression, tok token classification, qa question "
-                          "answering, gen generation, sum summarisation, mt translation", style="dim")
+                          "answering, gen generation, sum summarisation, mt translation, s2s seq2seq, clm "
+                          "causal-lm", style="dim")

@@ -112,7 +112,8 @@ def register(app: typer.Typer) -> None:
         model: str = typer.Option(..., "--model", help="Catalog name or alias, a local folder or run, or a cached "
                                                        "hub model (nothing is downloaded)."),
         task: str = typer.Option("classification", "--task", help="classification, regression, "
-                                 "token-classification, question-answering, generation, summarization, translation."),
+                                 "token-classification, question-answering, generation, summarization, translation, "
+                                 "seq2seq, causal-lm."),
         batch_size: int = typer.Option(16, "--batch-size", min=1, help="Examples per optimisation step."),
         max_length: int = typer.Option(128, "--max-length", min=1, help="Tokens per example (padded length)."),
         peft: str = typer.Option("none", "--peft", help="none (full fine-tuning), lora or qlora."),
@@ -163,7 +164,8 @@ def register(app: typer.Typer) -> None:
     @app.command("recommend")
     def recommend_command(
         task: str = typer.Option("classification", "--task", help="classification, regression, "
-                                 "token-classification, question-answering, generation, summarization, translation."),
+                                 "token-classification, question-answering, generation, summarization, translation, "
+                                 "seq2seq, causal-lm."),
         data: Path = typer.Option(..., "--data", help="Training file (CSV, TSV, JSONL, Parquet)."),
         text_column: str = typer.Option("text", "--text-column", help="Column with the texts."),
         language: str = typer.Option(None, "--language", help="ISO 639-1 code of the data; detected roughly from "

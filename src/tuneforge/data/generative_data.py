@@ -58,42 +58,72 @@ def _blank(path: str, column: str, values: list[Any], what: str) -> list[Problem
                     fix=f"fill in or remove those rows: every row needs {what}")]
 
 
+class _Normalise:
+    """Picklable row mapper into the fixed columns: run through `Dataset.map` on the file-backed table, so the
+    result and the tokenisation after it are cached by fingerprint and not redone on the next run."""
+
+    def __init__(self, recipe: Recipe) -> None:
+        spec = recipe.data
+        self.task = recipe.task
+        self.classify = recipe.lm.classify
+        self.template = recipe.lm.prompt_template
+        self.system_prompt = recipe.lm.system_prompt
+        self.columns = (spec.text_column, spec.target_column, spec.label_column, spec.messages_column,
+                        spec.prompt_column, spec.response_column)
+
+    def __call__(self, batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        text, target, label, messages, prompt, response = self.columns
+
+        def strings(column: str) -> list[str]:
+            return ["" if value is None else str(value) for value in batch[column]]
+
+        if self.task == "seq2seq":
+            return {"source": strings(text), "target": strings(target)}
+        if self.classify:
+            labels = [checks.label_key(value) for value in batch[label]]
+            return {"prompt": [self.template.replace("{text}", value) for value in strings(text)],
+                    "response": [label_response(self.template, name) for name in labels], "label": labels}
+        if messages:
+            chats = []
+            for value in batch[messages]:
+                try:
+                    chat = with_system(parse_messages(value), self.system_prompt)
+                except ValueError:  # reported by normalise_table's checks
+                    chat = []
+                chats.append(json.dumps(chat, ensure_ascii=False))
+            return {"messages": chats}
+        return {"prompt": strings(prompt), "response": strings(response)}
+
+
+def _check_chats(path: str, column: str, values: list[Any]) -> list[Problem]:
+    problems = []
+    for index, value in enumerate(values):
+        try:
+            if not any(m["role"] == "assistant" for m in parse_messages(value)):
+                raise ValueError("has no assistant message to learn from")
+        except ValueError as error:
+            problems.append(Problem(where=f"{path}: {row_label(path, index)}",
+                                    message=f"the chat in column '{column}' {error}",
+                                    fix='write each chat as a list like [{"role": "user", "content": "..."}, '
+                                        '{"role": "assistant", "content": "..."}]'))
+    return problems
+
+
 def normalise_table(recipe: Recipe, path: str, table: datasets.Dataset, problems: list[Problem]) -> datasets.Dataset:
+    """The table's rows in the task's fixed columns; what is wrong with them is added to `problems`."""
     spec = recipe.data
     if recipe.task == "seq2seq":
         problems += _blank(path, spec.text_column, table[spec.text_column], "source text")
         problems += _blank(path, spec.target_column, table[spec.target_column], "target text")
-        columns = {"source": [str(v) for v in table[spec.text_column]],
-                   "target": [str(v) for v in table[spec.target_column]]}
     elif recipe.lm.classify:
         problems += _blank(path, spec.text_column, table[spec.text_column], "text")
         problems += _blank(path, spec.label_column, table[spec.label_column], "label")
-        labels = [checks.label_key(v) for v in table[spec.label_column]]
-        template = recipe.lm.prompt_template
-        columns = {"prompt": [template.replace("{text}", str(v)) for v in table[spec.text_column]],
-                   "response": [label_response(template, label) for label in labels], "label": labels}
     elif spec.messages_column:
-        chats = []
-        for index, value in enumerate(table[spec.messages_column]):
-            try:
-                messages = parse_messages(value)
-                if not any(m["role"] == "assistant" for m in messages):
-                    raise ValueError("has no assistant message to learn from")
-            except ValueError as error:
-                problems.append(Problem(where=f"{path}: {row_label(path, index)}",
-                                        message=f"the chat in column '{spec.messages_column}' {error}",
-                                        fix='write each chat as a list like [{"role": "user", "content": "..."}, '
-                                            '{"role": "assistant", "content": "..."}]'))
-                messages = []
-            chats.append(json.dumps(with_system(messages, recipe.lm.system_prompt), ensure_ascii=False)
-                         if messages else "[]")
-        columns = {"messages": chats}
+        problems += _check_chats(path, spec.messages_column, table[spec.messages_column])
     else:
         problems += _blank(path, spec.prompt_column, table[spec.prompt_column], "prompt")
         problems += _blank(path, spec.response_column, table[spec.response_column], "response")
-        columns = {"prompt": ["" if v is None else str(v) for v in table[spec.prompt_column]],
-                   "response": ["" if v is None else str(v) for v in table[spec.response_column]]}
-    return datasets.Dataset.from_dict(columns)
+    return table.map(_Normalise(recipe), batched=True, remove_columns=table.column_names, desc="preparing rows")
 
 
 def load_generative(recipe: Recipe) -> tuple[dict[str, tuple[str, datasets.Dataset]], list[Problem]]:
@@ -105,10 +135,12 @@ def load_generative(recipe: Recipe) -> tuple[dict[str, tuple[str, datasets.Datas
     problems: list[Problem] = []
     loaded: dict[str, tuple[str, datasets.Dataset]] = {}
     needed = input_columns(recipe)
-    flag = {"target_column": "--target-column", "prompt_column": "--prompt-column",
-            "response_column": "--response-column", "messages_column": "--messages-column"}
-    fix = ("rename the column in the file, or name yours with " + ", ".join(flag.values()) +
-           " / --text-column / --label-column (data.* in the recipe)")
+    flags = {spec.text_column: ("--text-column", "text_column"), spec.label_column: ("--label-column", "label_column"),
+             spec.target_column: ("--target-column", "target_column"),
+             spec.prompt_column: ("--prompt-column", "prompt_column"),
+             spec.response_column: ("--response-column", "response_column")}
+    if spec.messages_column:
+        flags[spec.messages_column] = ("--messages-column", "messages_column")
     for role in ROLES:
         path = getattr(spec, role)
         if not path:
@@ -118,7 +150,10 @@ def load_generative(recipe: Recipe) -> tuple[dict[str, tuple[str, datasets.Datas
         except DataError as error:
             problems += error.problems
             continue
-        missing = checks.check_columns(path, table.column_names, needed, fix=fix)
+        missing = [problem for column in needed for problem in checks.check_columns(
+            path, table.column_names, [column],
+            fix=f"rename the column in the file, or name yours with {flags[column][0]} "
+                f"(data.{flags[column][1]} in the recipe)")]
         if missing:
             problems += missing
             continue

@@ -97,11 +97,11 @@ def list_offline_models(search_dirs: Iterable[Path] = (), hub_cache: Path | None
 FAMILIES = ("encoder", "decoder", "encoder-decoder")
 DOMAINS = ("general", "biomedical", "legal", "financial", "code", "multilingual")
 TASKS = ("classification", "regression", "token-classification", "question-answering", "generation",
-         "summarization", "translation")
+         "summarization", "translation", "seq2seq", "causal-lm")  # the last two: the recipe's generative tasks
 DEFAULT_TASKS = {
     "encoder": ("classification", "regression", "token-classification", "question-answering"),
-    "decoder": ("generation", "classification", "regression"),
-    "encoder-decoder": ("generation", "summarization", "translation", "classification"),
+    "decoder": ("generation", "classification", "regression", "causal-lm"),
+    "encoder-decoder": ("generation", "summarization", "translation", "classification", "seq2seq"),
 }
 # Architectures by family, for folders that are not in the curated list (their config names only the type).
 _ENCODER_TYPES = {"bert", "roberta", "xlm-roberta", "xlm-roberta-xl", "deberta", "deberta-v2", "distilbert",

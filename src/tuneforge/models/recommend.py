@@ -38,6 +38,8 @@ FAMILY_FIT = {
     "generation": {"decoder": 3, "encoder-decoder": 2},
     "summarization": {"encoder-decoder": 3, "decoder": 2},
     "translation": {"encoder-decoder": 3, "decoder": 2},
+    "seq2seq": {"encoder-decoder": 3},  # the recipe's tasks: what `tuneforge train --task` loads for each
+    "causal-lm": {"decoder": 3},
 }
 REGIONAL = 30  # a multilingual model listing at most this many languages counts as regional
 

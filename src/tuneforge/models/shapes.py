@@ -17,7 +17,7 @@ from tuneforge.errors import ModelNotFoundError, TuneforgeError
 from tuneforge.models.catalog import TASKS, CatalogEntry, family_of, find_entry, suggest
 from tuneforge.models.resolve import BUNDLED, BundledModel, bundled_path, is_run_dir
 
-GENERATION_TASKS = ("generation", "summarization", "translation")
+GENERATION_TASKS = ("generation", "summarization", "translation", "seq2seq", "causal-lm")  # the last two: recipe names
 
 
 @dataclass(frozen=True)
@@ -130,7 +130,10 @@ def _auto_class(family: str | None, task: str) -> Any:
         if family == "encoder":
             raise TuneforgeError(f"an encoder cannot generate text ({task})",
                                  fix="pick a decoder or an encoder-decoder: `tuneforge models --family decoder`")
-        return (transformers.AutoModelForSeq2SeqLM if family == "encoder-decoder"
+        if task == "seq2seq" and family != "encoder-decoder":
+            raise TuneforgeError("task seq2seq trains encoder-decoders (T5, BART ...)",
+                                 fix="pick one: `tuneforge models --family encoder-decoder`, or use task causal-lm")
+        return (transformers.AutoModelForSeq2SeqLM if family == "encoder-decoder" and task != "causal-lm"
                 else transformers.AutoModelForCausalLM)
     return {"classification": transformers.AutoModelForSequenceClassification,
             "regression": transformers.AutoModelForSequenceClassification,

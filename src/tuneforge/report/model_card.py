@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from tuneforge import __version__, artifacts
+from tuneforge.recipe import GENERATIVE_TASKS
 from tuneforge.report.blocks import as_float, fmt_metric, fmt_number, fmt_value, humanize
 from tuneforge.report.evaluation import calibration_numbers, splits_with
 from tuneforge.report.fairness import fairness_findings
@@ -144,14 +145,19 @@ def _details(inputs: RunInputs, base: BaseModelInfo) -> CardSection:
 def _intended_use(inputs: RunInputs) -> CardSection:
     data = inputs.section("data")
     pair = " (a pair of texts)" if data.get("text_pair_column") else ""
-    if inputs.task == "regression":
+    generative = _generative_purpose(inputs)
+    if generative:
+        purpose = generative
+    elif inputs.task == "regression":
         target = data.get("label_column") or "a score"
         purpose = f"Predicts a number (`{target}`) for a text{pair}."
     elif inputs.labels:
         purpose = f"Assigns one of {len(inputs.labels)} labels ({_labels_phrase(inputs.labels)}) to a text{pair}."
     else:
         purpose = f"A fine-tuned {inputs.task} model."
-    purpose += (" It is meant for texts like those it was trained on (see Training data), for example to sort or "
+    purpose += (" It is meant for texts like those it was trained on (see Training data), with a person reviewing "
+                "what it writes before it is used." if generative else
+                " It is meant for texts like those it was trained on (see Training data), for example to sort or "
                 "triage them, with a person reviewing decisions that matter.")
     max_length = inputs.section("train").get("max_length")
     out_of_scope = [
@@ -163,6 +169,34 @@ def _intended_use(inputs: RunInputs) -> CardSection:
         out_of_scope.append(f"Long documents: input beyond {max_length} tokens is cut off, so only the beginning "
                             "is read.")
     return CardSection("Intended use", [CardText(purpose), CardText("Out of scope:"), CardList(out_of_scope)])
+
+
+def _generative_purpose(inputs: RunInputs) -> str | None:
+    """What a seq2seq or causal-lm model does, in a sentence; None for the classifiers."""
+    data = inputs.section("data")
+    if inputs.task == "seq2seq":
+        return (f"Writes an output text (`{data.get('target_column', 'target')}`) from an input text "
+                f"(`{data.get('text_column', 'text')}`): a summary, translation or rewrite like its training data.")
+    if inputs.task != "causal-lm":
+        return None
+    if (inputs.section("lm") or {}).get("classify"):
+        labels = inputs.labels or []
+        return (f"A decoder that names one of {len(labels)} labels ({_labels_phrase(labels)}) for a text, by "
+                "scoring each label's text after the prompt.")
+    if data.get("messages_column"):
+        return "A decoder fine-tuned on chats: it writes the assistant's next reply to a conversation."
+    return "A decoder fine-tuned to write a response to a prompt."
+
+
+def _generations(inputs: RunInputs) -> list[CardSection]:
+    """A few test (or validation) inputs with their reference and generated texts, as metrics.json keeps them."""
+    samples = inputs.metrics.get("samples")
+    if not isinstance(samples, list) or not samples:
+        return []
+    rows = [[fmt_value(row.get("input", ""), 200), fmt_value(row.get("reference", ""), 200),
+             fmt_value(row.get("generated", row.get("predicted", "")), 200)]
+            for row in samples if isinstance(row, Mapping)]
+    return [CardSection("Sample generations", [CardTable(["Input", "Reference", "Generated"], rows)])]
 
 
 def _training_data(inputs: RunInputs) -> CardSection:
@@ -234,8 +268,12 @@ def _limitations(inputs: RunInputs) -> CardSection:
         if len(values) >= 2 and max(values) / min(values) >= 3:
             items.append(f"The training classes are imbalanced (largest / smallest = "
                          f"{max(values) / min(values):.1f}); rare classes are likely to be predicted less well.")
-    items.extend(_calibration_limits(inputs))
-    items.extend(_fairness_limits(inputs))
+    if inputs.task in GENERATIVE_TASKS:
+        items.append("Generated text can read fluently and still be wrong, invented or incomplete; automatic "
+                     "scores (BLEU, chrF, ROUGE) measure overlap with references, not correctness.")
+    else:
+        items.extend(_calibration_limits(inputs))
+        items.extend(_fairness_limits(inputs))
     items.append("The model inherits the biases and blind spots of its base model's pretraining data.")
     return CardSection("Limitations and risks", [CardList(items)])
 
@@ -275,7 +313,7 @@ def _base_model(base: BaseModelInfo) -> CardSection:
 def build_model_card(inputs: RunInputs) -> ModelCard:
     base = base_model_info(inputs.model_name)
     sections = [_details(inputs, base), _intended_use(inputs), _training_data(inputs), _evaluation(inputs),
-                _limitations(inputs), _base_model(base)]
+                *_generations(inputs), _limitations(inputs), _base_model(base)]
     return ModelCard(f"Model card: {inputs.name}", sections)
 
 
