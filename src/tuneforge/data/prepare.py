@@ -171,6 +171,7 @@ def load_and_check(recipe: Recipe) -> tuple[dict[str, tuple[str, datasets.Datase
         path, train = usable["train"]
         counts = Counter(checks.label_key(v) for v in train[spec.label_column] if not checks.is_blank(v))
         problems += checks.check_class_counts(path, spec.label_column, counts, spec.min_examples_per_class)
+        problems += _rare_class_warning(recipe, path, dict(counts))
         for role in ("validation", "test"):
             if role in usable:
                 other_path, other = usable[role]
@@ -182,6 +183,7 @@ def load_and_check(recipe: Recipe) -> tuple[dict[str, tuple[str, datasets.Datase
         separator = label_separator(recipe, train[spec.label_column])
         rows = [checks.split_labels(v, separator) for v in train[spec.label_column]]
         problems += checks.check_multilabel_train(path, spec.label_column, rows, spec.min_examples_per_class)
+        problems += _rare_class_warning(recipe, path, dict(Counter(label for labels in rows for label in labels)))
         known = {label for labels in rows for label in labels}
         for role in ("validation", "test"):
             if role in usable and known:
@@ -251,12 +253,12 @@ def prepare_data(recipe: Recipe) -> PreparedData:
         train, validation = _carve(train, share, train[LABEL_FIELD] if stratify else None, spec.split_seed)
     imbalance = None
     if label_names:
-        from tuneforge.data.imbalance import imbalance_report, imbalance_warning
+        from tuneforge.data.imbalance import imbalance_report
 
+        # The report describes the split training sees; the warning came from load_and_check (the whole file),
+        # so that `tuneforge validate` shows it too.
         counts = PreparedData(train=train, validation=None, test=None, labels=label_names).class_counts()
         imbalance = imbalance_report(counts, recipe)
-        rare = imbalance_warning(imbalance, f"{loaded['train'][0]}: column '{spec.label_column}'")
-        warnings += [rare] if rare else []
     if recipe.task == "classification" and recipe.imbalance.oversample:
         train = _oversample(train, recipe.train.seed)
     # Augmentation sees the balanced split (variants keep the balance) and mitigation sees the variants.
@@ -267,6 +269,14 @@ def prepare_data(recipe: Recipe) -> PreparedData:
     return PreparedData(train=train, validation=validation, test=test, labels=label_names, warnings=warnings,
                         sources=sources, mitigation=mitigation, augmentation=augmentation, cleaning=cleaning,
                         imbalance=imbalance)
+
+
+def _rare_class_warning(recipe: Recipe, path: str, counts: dict[str, int]) -> list[Problem]:
+    """The imbalance report's warning with advice, when a class of the training file is rare."""
+    from tuneforge.data.imbalance import imbalance_report, imbalance_warning
+
+    found = imbalance_warning(imbalance_report(counts, recipe), f"{path}: column '{recipe.data.label_column}'")
+    return [found] if found else []
 
 
 def _mitigate(train: datasets.Dataset, recipe: Recipe) -> tuple[datasets.Dataset, dict[str, Any] | None]:
