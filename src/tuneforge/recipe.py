@@ -880,8 +880,14 @@ class Recipe(Section):
                              "has none, set them to none / false")
         if self.peft.method in ("prompt_tuning", "prefix_tuning") and self.task == "seq2seq":
             raise ValueError(f"peft.method '{self.peft.method}' is not available for seq2seq; use lora or ia3")
+        if self.evaluation.plugins:
+            raise ValueError(f"evaluation.plugins score class predictions; {self.task} writes text, remove them "
+                             "(the text metrics BLEU, chrF and ROUGE are built in)")
         if self.task == "seq2seq" and self.lm != LanguageModelSpec():
             raise ValueError("the lm section applies to task causal-lm only; remove it for seq2seq")
+        if self.lm.packing and self.peft.method in ("prompt_tuning", "prefix_tuning"):
+            raise ValueError(f"lm.packing needs position ids, which peft's {self.peft.method} ignores, so packed "
+                             "examples would attend to each other; set lm.packing: false or use peft.method: lora")
         if self.lm.classify and "{text}" not in self.lm.prompt_template:
             raise ValueError("lm.prompt_template must contain {text}, where each text goes")
         return self
