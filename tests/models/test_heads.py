@@ -26,7 +26,8 @@ def earlier_run(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     files = {"train": write_csv(folder / "train.csv", make_rows(60, seed=5)),
              "validation": write_csv(folder / "val.csv", make_rows(15, seed=6))}
     recipe = recipe_from_dict(tiny_recipe(tiny_model, files, folder / "run", train={"epochs": 1},
-                                          evaluation={"explain_examples": 0}, calibration={"temperature_scaling": False}))
+                                          evaluation={"explain_examples": 0},
+                                          calibration={"temperature_scaling": False}))
     return fine_tune(recipe).directory
 
 

@@ -11,8 +11,8 @@ from tuneforge.cli import annotate as annotate_verb
 from tuneforge.cli import augment as augment_verb
 from tuneforge.cli import clean as clean_verb
 from tuneforge.cli import ensemble as ensemble_verb
-from tuneforge.cli import languages as language_verbs
 from tuneforge.cli import explain, export, fairness, inference, models, probes, recipes, report, serve, training
+from tuneforge.cli import languages as language_verbs
 from tuneforge.cli import monitor as monitor_verb
 from tuneforge.cli import refresh as refresh_verb
 from tuneforge.cli import registry as registry_verbs
