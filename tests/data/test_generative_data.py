@@ -68,4 +68,8 @@ def test_recipe_rejects_options_that_do_not_apply():
         recipe_from_dict({"task": "seq2seq", "loss": {"name": "focal"}})
     with pytest.raises(RecipeError, match="causal-lm only"):
         recipe_from_dict({"task": "classification", "lm": {"packing": True}})
+    with pytest.raises(RecipeError, match="position ids"):
+        recipe_from_dict({"task": "causal-lm", "lm": {"packing": True}, "peft": {"method": "prompt_tuning"}})
+    with pytest.raises(RecipeError, match="evaluation.plugins"):
+        recipe_from_dict({"task": "seq2seq", "evaluation": {"plugins": ["a.b"]}})
     assert recipe_from_dict({"task": "sft"}).early_stopping_metric() == ("loss", False)

@@ -76,6 +76,8 @@ def token_loss(shift: bool) -> Callable[..., torch.Tensor]:
     def compute(outputs: Any, labels: torch.Tensor, num_items_in_batch: Any = None, weights: Any = None
                 ) -> torch.Tensor:
         logits = outputs.logits
+        if logits.size(1) > labels.size(1):  # prompt tuning: logits of the virtual tokens come first
+            logits = logits[:, logits.size(1) - labels.size(1):]
         if shift:
             logits, labels = logits[..., :-1, :], labels[..., 1:]
         labels = labels.to(logits.device)
