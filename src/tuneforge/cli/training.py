@@ -19,10 +19,18 @@ def _train(recipe: Recipe, resume: bool) -> Run:
 
     quiet_libraries()
     metric, _ = recipe.early_stopping_metric()
-    console.print(f"[bold]model[/bold] {recipe.model.name}  [bold]task[/bold] {recipe.task}  "
-                  f"[bold]train[/bold] {recipe.data.train}")
+    if recipe.tasks:  # multi-task: early stopping watches the mean over the tasks (train/multitask.py)
+        metric = "mean_score"
+        console.print(f"[bold]model[/bold] {recipe.model.name}  [bold]tasks[/bold] "
+                      f"{', '.join(f'{spec.name} ({spec.task})' for spec in recipe.tasks)}")
+    else:
+        console.print(f"[bold]model[/bold] {recipe.model.name}  [bold]task[/bold] {recipe.task}  "
+                      f"[bold]train[/bold] {recipe.data.train}")
     run = fine_tune(recipe, resume=resume, callbacks=[RichProgressCallback(metric)], on_warnings=show_problems)
-    show_metrics(run.metrics, recipe.task, title=f"Results ({recipe.model.name})")
+    for name, entry in (run.metrics.get("tasks") or {}).items():
+        show_metrics(entry, entry["task"], title=f"Results: task {name} ({recipe.model.name})")
+    if not recipe.tasks:
+        show_metrics(run.metrics, recipe.task, title=f"Results ({recipe.model.name})")
     training = run.metrics["training"]
     console.print(f"trained {training['global_steps']} steps in {training['runtime_seconds']:.0f} s"
                   f"{' (stopped early)' if training['stopped_early'] else ''}")
