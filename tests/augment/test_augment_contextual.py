@@ -63,3 +63,12 @@ def test_recipe_needs_a_model_for_contextual() -> None:
         recipe_from_dict({"augment": {"methods": [{"method": "contextual"}]}})
     with pytest.raises(RecipeError, match="top_k is an option of contextual, not of synonym"):
         recipe_from_dict({"augment": {"methods": [{"method": "synonym", "top_k": 3}]}})
+
+
+def test_word_start_marker_of_each_tokenizer_family(tiny_mlm, tiny_gpt2) -> None:
+    from transformers import AutoTokenizer
+
+    from tuneforge.augment.contextual import word_start_marker
+
+    assert word_start_marker(AutoTokenizer.from_pretrained(tiny_mlm)) == ""  # WordPiece marks pieces with ##
+    assert word_start_marker(AutoTokenizer.from_pretrained(tiny_gpt2)) == "Ġ"

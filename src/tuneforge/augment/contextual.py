@@ -59,10 +59,12 @@ class ContextualReplacement:
     batch_size: int = 32
     name: str = "contextual"
     _loaded: tuple[Any, Any] | None = field(default=None, repr=False)
+    _marker: str = field(default="", repr=False)
 
     def _model(self) -> tuple[Any, Any]:
         if self._loaded is None:
             self._loaded = load_masked_lm(self.model_name)
+            self._marker = word_start_marker(self._loaded[0])
         return self._loaded
 
     def augment(self, texts: list[str], counts: list[int], rng: random.Random) -> list[list[str]]:
@@ -122,10 +124,14 @@ class ContextualReplacement:
         probabilities = torch.softmax(scores.float(), dim=-1)
         top = torch.topk(probabilities, k=min(probabilities.numel(), self.top_k * 4))
         options, weights = [], []
+        marker = self._marker
         for token_id, weight in zip(top.indices.tolist(), top.values.tolist(), strict=True):
+            piece = tokenizer.convert_ids_to_tokens(token_id)
             word = tokenizer.decode([token_id]).strip()
-            # Whole words only: a sub-word piece ("##ing"), punctuation or a special token would break the text.
-            if not WORD.fullmatch(word) or word.lower() in STOP_WORDS or word.lower() == original.lower() \
+            # Whole words only: a sub-word piece ("##ing", or a BPE piece without the word-start mark),
+            # punctuation or a special token would break the text.
+            if piece.startswith("##") or (marker and not piece.startswith(marker)) or not WORD.fullmatch(word) \
+                    or word.lower() in STOP_WORDS or word.lower() == original.lower() \
                     or token_id in tokenizer.all_special_ids:
                 continue
             options.append(word)
@@ -143,3 +149,9 @@ def _rebuild(text: str, chosen: list[tuple[int, int]], words: list[str | None]) 
         pieces += [text[cursor:start], word or text[start:end]]
         cursor = end
     return " ".join(("".join(pieces) + text[cursor:]).split())
+
+
+def word_start_marker(tokenizer: Any) -> str:
+    """'Ġ' (byte-level BPE) or '▁' (SentencePiece) when the vocabulary marks word starts, else ''."""
+    pieces = tokenizer.tokenize("a hello")
+    return next((mark for mark in ("Ġ", "▁") if any(p.startswith(mark) for p in pieces)), "")
