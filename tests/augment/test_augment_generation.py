@@ -155,3 +155,21 @@ def test_pipeline_reports_filter_counts_and_caches_them(tiny_gpt2, tmp_path) -> 
     assert len(list((tmp_path / "tuneforge-augment").glob("*.json"))) == 1
     augment_texts(TEXTS, spec, tmp_path, labels=list(reversed(LABELS)))
     assert len(list((tmp_path / "tuneforge-augment").glob("*.json"))) == 2  # labels are part of the cache key
+
+
+@pytest.mark.slow
+def test_a_tuneforge_run_as_the_filter(tiny_model, tiny_gpt2, tmp_path) -> None:
+    import tuneforge
+    from tests.conftest import tiny_recipe
+    from tuneforge.augment.generation import run_filter
+
+    files = {"train": write_csv(tmp_path / "train.csv", make_rows(90, seed=2)),
+             "validation": write_csv(tmp_path / "val.csv", make_rows(30, seed=3))}
+    run = tuneforge.fine_tune(tiny_recipe(tiny_model, files, tmp_path / "run"))
+    predict = run_filter(str(run.directory))
+    [(label, confidence)] = predict(["great lovely wonderful happy"])
+    assert label == "positive" and 0 < confidence <= 1
+    augmenter = LanguageModelGeneration(str(tiny_gpt2), filter_model=str(run.directory), tries=1, max_new_tokens=6)
+    augmenter.augment(TEXTS[:6], [1] * 6, random.Random(0), labels=LABELS[:6])
+    assert augmenter.stats.generated == 6
+    assert augmenter.stats.kept + sum(augmenter.stats.dropped.values()) == 6
