@@ -61,6 +61,8 @@ def test_ensemble_directory_loads_and_predicts_like_a_run(members, method, tmp_p
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-9)
     if method == "mean":  # known answer: the average of the members' calibrated probabilities
         np.testing.assert_allclose(probabilities, outputs.mean(axis=0), atol=1e-9)
+        with pytest.raises(TuneforgeError, match="no single model"):
+            predictor.model  # noqa: B018 - explain/export get a clear refusal, not an AttributeError
     if method == "weighted":
         weights = np.asarray(spec["weights"])
         assert weights.sum() == pytest.approx(1.0)

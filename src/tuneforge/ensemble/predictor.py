@@ -107,6 +107,12 @@ class EnsemblePredictor:
             members.append(Predictor.from_run(path, device))
         return cls(members, spec, read_run_recipe(root))
 
+    @property
+    def model(self) -> Any:
+        """There is no single network to explain or export; each member run has its own."""
+        raise TuneforgeError("an ensemble has no single model (explanations, attention and export need one)",
+                             fix="use it for evaluate, predict and serve; explain or export a member run instead")
+
     def member_outputs(self, texts: Sequence[str], pairs: Sequence[str] | None = None, batch_size: int = 64
                        ) -> np.ndarray:
         """(members, rows, classes) probabilities in the ensemble's label order, or (members, rows) outputs."""

@@ -162,6 +162,8 @@ def launch(recipe: Recipe, nproc: int, default_dir: Path, *, resume: bool = Fals
     """
     if nproc < 2:
         raise ValueError("launch is for two or more processes")
+    if recipe.tasks:
+        raise TuneforgeError("multi-task runs train in one process", fix="drop --nproc for a recipe with tasks")
     check_strategy(recipe.train.distributed)
     resolved = launch_recipe(recipe, default_dir)
     folder = Path(tempfile.mkdtemp(prefix="tuneforge-launch-"))

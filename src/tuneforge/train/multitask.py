@@ -261,13 +261,16 @@ def fine_tune_multitask(recipe: Recipe, *, resume: bool = False, callbacks: Sequ
                         on_warnings: Callable[[list[Problem]], None] | None = None) -> Run:
     """Train every task of `recipe.tasks` over one encoder; per-task metrics, early stopping on their mean."""
     from tuneforge.evaluate.scoring import analyse_predictions
+    from tuneforge.train.distributed import process_state
     from tuneforge.train.runner import _training_arguments, resolve_precision, tensorboard_callback
 
+    device = pick_device(recipe.train.device)
+    if process_state(device) is not None:  # heads idle in another task's batch would stall DDP's gradient sync
+        raise TuneforgeError("multi-task runs train in one process", fix="start it without torchrun or --nproc")
     recipe = recipe.model_copy(deep=True)
     layout, checkpoint = _prepare_run_dir(recipe, resume)
     recipe.output.dir = str(layout.root)
     artifacts.write_text(layout.recipe, recipe.to_yaml())
-    device = pick_device(recipe.train.device)
     set_seed(recipe.train.seed)
     singles = [task_recipe(recipe, spec) for spec in recipe.tasks]
     names = [spec.name for spec in recipe.tasks]
