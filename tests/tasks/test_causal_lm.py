@@ -88,24 +88,41 @@ def test_label_mapping_and_scores():
     assert rows[0]["label"] == "a" and rows[0]["probabilities"]["a"] == pytest.approx(1 / (1 + torch.e ** -2))
 
 
+def test_rows_are_packed_first_fit_with_restarting_positions():
+    features = [{"input_ids": [5] * n, "labels": [7] * n} for n in (3, 6, 2, 4)]
+    batch = causal_lm.PackRows(row_length=8, pad_token_id=0)(features)
+    # first fit decreasing: [6, 2] and [4, 3], the second row padded by one
+    assert batch["input_ids"].shape == (2, 8)
+    assert batch["position_ids"].tolist() == [[0, 1, 2, 3, 4, 5, 0, 1], [0, 1, 2, 3, 0, 1, 2, 0]]
+    assert batch["labels"].tolist() == [[IGNORE, 7, 7, 7, 7, 7, IGNORE, 7], [IGNORE, 7, 7, 7, IGNORE, 7, 7, IGNORE]]
+    assert batch["input_ids"][1, -1].item() == 0
+
+
 @pytest.mark.parametrize("fixture", ["tiny_llama", "tiny_gpt2"])
 def test_packed_loss_equals_padded_loss(fixture, request):
     folder = request.getfixturevalue(fixture)
     tok = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForCausalLM.from_pretrained(folder, attn_implementation="sdpa").eval()
     examples = [causal_lm.encode_pair(tok, f"repeat: {p}\n", r)
-                for p, r in [("red cat dog", "red cat dog"), ("sun", "sun"), ("one two three four", "one two")]]
+                for p, r in [("red cat dog", "red cat dog"), ("sun", "sun"), ("one two three four", "one two"),
+                             ("fish", "fish rain snow")]]
     features = [{"input_ids": ids, "labels": labels} for ids, labels in examples]
     loss = token_loss(shift=True)
     with torch.no_grad():
         padded = DataCollatorForSeq2Seq(tok, label_pad_token_id=IGNORE)([dict(f) for f in features])
         labels = padded.pop("labels")
         unpacked = loss(model(**padded), labels)
-        packed = DataCollatorWithFlattening(return_position_ids=True)([dict(f) for f in features])
-        assert packed["input_ids"].shape[0] == 1 and packed["position_ids"][0].tolist().count(0) == 3
+        # Rows of at most 24 tokens: several examples per row, several rows, padding at the end of a row.
+        packed = causal_lm.PackRows(24, tok.pad_token_id)([dict(f) for f in features])
+        assert packed["input_ids"].shape[0] < len(features) and packed["position_ids"].tolist()[0].count(0) >= 2
         labels = packed.pop("labels")
         packed_loss = loss(model(**packed, use_cache=False), labels)  # as in training: no cache
+        # Transformers' own flattening (one row per batch) agrees too.
+        flat = DataCollatorWithFlattening(return_position_ids=True)([dict(f) for f in features])
+        flat_labels = flat.pop("labels")
+        flat_loss = loss(model(**flat, use_cache=False), flat_labels)
         # The same row attended as one long text (no restart of positions) is another loss: the boundaries count.
-        crossing = loss(model(input_ids=packed["input_ids"], use_cache=False), labels)
+        crossing = loss(model(input_ids=flat["input_ids"], use_cache=False), flat_labels)
     assert packed_loss.item() == pytest.approx(unpacked.item(), abs=1e-5)
+    assert flat_loss.item() == pytest.approx(unpacked.item(), abs=1e-5)
     assert abs(crossing.item() - unpacked.item()) > 1e-3

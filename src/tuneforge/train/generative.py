@@ -3,9 +3,9 @@
 Same loop (the Transformers Trainer, through TuneforgeTrainer), run directory, checkpoints, resume and finishing
 steps as the classifiers; what differs is the data (token ids with -100 on every token that is not a target),
 the loss (token cross-entropy normalised by the target tokens of the whole accumulated batch, so gradient
-accumulation changes nothing), optional packing (DataCollatorWithFlattening: examples end to end, positions
-restarting per example, no padding), and the evaluation (the loss on every row, generated text scored with
-BLEU, chrF and ROUGE, or accuracy for classification as text).
+accumulation changes nothing), optional packing (causal_lm.PackRows: examples end to end in rows of at most
+max_length tokens, positions restarting per example, next to no padding), and the evaluation (the loss on every
+row, generated text scored with BLEU, chrF and ROUGE, or accuracy for classification as text).
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import torch
 import torch.nn.functional as F
 from transformers import (
     DataCollatorForSeq2Seq,
-    DataCollatorWithFlattening,
     EarlyStoppingCallback,
     TrainerCallback,
     TrainingArguments,
@@ -115,11 +114,13 @@ def tokenize_splits(recipe: Recipe, tokenizer: Any, data: GenerativeData) -> dic
 
 
 def build_collator(recipe: Recipe, tokenizer: Any, model: Any, device: torch.device) -> Any:
-    """Packing: one row per batch, no padding, position ids restarting per example (which the attention reads as
-    block boundaries). Otherwise dynamic padding, labels padded with -100; seq2seq gets its decoder inputs from
-    the labels here (the model's own shift), so the forward pass needs no labels."""
+    """Packing: examples end to end in rows of at most max_length tokens, position ids restarting per example
+    (which the attention reads as block boundaries). Otherwise dynamic padding, labels padded with -100;
+    seq2seq gets its decoder inputs from the labels here (the model's own shift), so the forward pass needs no
+    labels."""
     if recipe.task == "causal-lm" and recipe.lm.packing:
-        return DataCollatorWithFlattening(return_position_ids=True, separator_id=IGNORE)
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        return causal_lm.PackRows(recipe.train.max_length, pad)
     return DataCollatorForSeq2Seq(tokenizer, model=model if recipe.task == "seq2seq" else None,
                                   label_pad_token_id=IGNORE, pad_to_multiple_of=8 if device.type == "cuda" else None)
 
