@@ -89,3 +89,20 @@ def test_launch_recipe_makes_paths_absolute(tmp_path, monkeypatch):
     command = distributed.launch_command(Path("r.yaml"), 2, ["--resume"])
     assert command[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
     assert command[-3:] == ["train", "r.yaml", "--resume"]
+
+
+@pytest.mark.slow
+def test_two_process_run_resumes_from_its_checkpoint(tiny_model, classification_files, tmp_path):
+    recipe = quick_recipe(tiny_model, classification_files, tmp_path / "ddp")
+    recipe["early_stopping"] = {"enabled": False}
+    recipe_file = tmp_path / "recipe.yaml"
+    recipe_file.write_text(yaml.safe_dump(recipe))
+    assert main(["train", str(recipe_file), "--nproc", "2"]) == 0
+    assert (tmp_path / "ddp" / "checkpoints" / "checkpoint-6" / "rng_state_1.pth").is_file()  # every rank's RNG
+
+    # Continue the finished one-epoch run for a second epoch, from its checkpoint, in two processes again.
+    assert main(["train", str(recipe_file), "--nproc", "2", "--resume", "--set", "train.epochs=2"]) == 0
+    metrics = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
+    assert metrics["training"]["global_steps"] == 12 and metrics["training"]["processes"] == 2
+    steps = [json.loads(line)["step"] for line in (tmp_path / "ddp" / "logs.jsonl").read_text().splitlines()]
+    assert min(steps) <= 2 and max(steps) == 12  # one history across the resume
