@@ -218,3 +218,33 @@ def test_token_comparison() -> None:
     assert token_matches(f"Bearer {TOKEN}", TOKEN) and token_matches(f"bearer {TOKEN}", TOKEN)
     assert not token_matches(None, TOKEN) and not token_matches(f"Bearer {TOKEN}x", TOKEN)
     assert not token_matches(TOKEN, TOKEN)
+
+
+def test_concurrent_requests_share_one_forward_pass(client: TestClient) -> None:
+    import asyncio
+    from dataclasses import replace
+
+    service = client.app.state.service
+    loaded = service.current
+    passes: list[int] = []
+
+    class Recording:
+        """The served predictor, with the size of each forward pass recorded."""
+
+        labels = loaded.predictor.labels
+
+        def predict(self, texts: list[str], pairs: list[str] | None, batch_size: int) -> list[dict]:
+            passes.append(len(texts))
+            return loaded.predictor.predict(texts, pairs, batch_size)
+
+    recorded = replace(loaded, predictor=Recording())
+    texts = ["good food", "bad rude food", "a table", "lovely friendly place"]
+
+    async def burst() -> list[list[dict]]:
+        return await asyncio.gather(*(service.predict(recorded, [text], None) for text in texts))
+
+    answers = client.portal.call(burst)
+    assert passes == [4]
+    for text, [row] in zip(texts, answers, strict=True):
+        [alone] = loaded.predictor.predict([text])
+        assert row["label"] == alone["label"] and row["score"] == pytest.approx(alone["score"], abs=1e-5)

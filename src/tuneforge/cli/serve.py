@@ -75,6 +75,8 @@ def register(app: typer.Typer) -> None:
         max_batch: int = typer.Option(64, min=1, help="Most texts one /predict request may send."),
         max_text_chars: int = typer.Option(10_000, min=1, help="Longest text accepted, in characters."),
         device: str = typer.Option("auto", help="auto, cpu or cuda."),
+        threads: int = typer.Option(None, min=1, show_default=False,
+                                    help="torch threads per worker (default: the cores shared among the workers)."),
         registry_uri: str = registry_option(),
         reload_interval: float = typer.Option(10.0, min=0, help="Seconds between checks of the followed alias; "
                                                                 "0 turns hot reload off."),
@@ -94,7 +96,7 @@ def register(app: typer.Typer) -> None:
         from tuneforge.lifecycle.settings import ServeSettings, check_exposure
 
         # Cores shared between worker processes: one torch thread pool each, sized to its share.
-        threads = max(1, (os.cpu_count() or 1) // workers)
+        threads = threads or max(1, (os.cpu_count() or 1) // workers)
         settings = ServeSettings(host=host, port=port, token=token or None, max_batch=max_batch,
                                  max_text_chars=max_text_chars, device=device, threads=threads,
                                  reload_interval=reload_interval, log_predictions=log_predictions)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, suppress
@@ -209,6 +210,16 @@ class RegistrySource:
         return folder, str(info.version)
 
 
+@dataclass
+class Queued:
+    """One /predict request waiting for the model thread."""
+
+    loaded: Loaded
+    texts: list[str]
+    pairs: list[str] | None
+    future: asyncio.Future[list[dict[str, Any]]]
+
+
 @dataclass(frozen=True)
 class Loaded:
     """What one request is answered with: the predictor and the version it came from, replaced as a whole."""
@@ -232,6 +243,8 @@ class Service:
         self.current: Loaded | None = None
         self.executor: ThreadPoolExecutor | None = None
         self.store_executor: ThreadPoolExecutor | None = None
+        self.queue: deque[Queued] = deque()
+        self.arrived: asyncio.Event | None = None
         self.started = time.monotonic()
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter("tuneforge_requests", "HTTP requests, by endpoint and status code.",
@@ -247,6 +260,9 @@ class Service:
                                 registry=self.registry)
         self.reloads = Counter("tuneforge_model_reloads", "Model swaps, by outcome (loaded or failed).", ["outcome"],
                                registry=self.registry)
+        self.batch_texts = Histogram("tuneforge_batch_texts", "Texts per forward pass (concurrent requests are "
+                                     "scored together).", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+                                     registry=self.registry)
         self.served = Gauge("tuneforge_model_info", "1 for the model version being served.", ["model", "version"],
                             registry=self.registry)
         # The biggest body a valid request can have: every text and pair at full length, each character escaped.
@@ -304,6 +320,54 @@ class Service:
                 await self.refresh_model()
             except Exception:  # a registry that is briefly unreachable must not stop the watching
                 log.exception("could not check the registry for a new version of %s", self.name)
+
+    async def predict(self, loaded: Loaded, texts: list[str], pairs: list[str] | None) -> list[dict[str, Any]]:
+        """Rows for `texts`, scored together with whatever other requests are waiting (see `batch_loop`)."""
+        assert self.arrived is not None, "the app has not started; use it inside its lifespan"
+        future: asyncio.Future[list[dict[str, Any]]] = asyncio.get_running_loop().create_future()
+        self.queue.append(Queued(loaded, texts, pairs, future))
+        self.arrived.set()
+        return await future
+
+    async def batch_loop(self) -> None:
+        """Dynamic batching, written here because the server's model thread is the only place that knows what is
+        waiting: while one forward pass runs, new requests queue up, and the next pass takes all of them (in
+        arrival order, same model version and pair shape, up to the batch size). A lone request is never delayed.
+        """
+        assert self.arrived is not None
+        limit = self.settings.batch_size
+        while True:
+            if not self.queue:
+                self.arrived.clear()
+                await self.arrived.wait()
+                continue
+            first = self.queue.popleft()
+            group, size = [first], len(first.texts)
+            while self.queue:
+                item = self.queue[0]
+                if item.loaded is not first.loaded or (item.pairs is None) != (first.pairs is None) or \
+                        size + len(item.texts) > limit:
+                    break
+                group.append(self.queue.popleft())
+                size += len(item.texts)
+            group = [item for item in group if not item.future.done()]  # callers that gave up
+            if not group:
+                continue
+            texts = [text for item in group for text in item.texts]
+            pairs = None if first.pairs is None else [pair for item in group for pair in item.pairs or []]
+            try:
+                rows = await self.on_model_thread(first.loaded.predictor.predict, texts, pairs, limit)
+            except Exception as error:  # every waiting request gets the failure, the loop goes on
+                for item in group:
+                    if not item.future.done():
+                        item.future.set_exception(error)
+                continue
+            self.batch_texts.observe(len(texts))
+            start = 0
+            for item in group:
+                if not item.future.done():
+                    item.future.set_result(rows[start:start + len(item.texts)])
+                start += len(item.texts)
 
     async def on_model_thread(self, function: Callable[..., Result], *args: Any) -> Result:
         assert self.executor is not None, "the app has not started; use it inside its lifespan"
@@ -433,6 +497,8 @@ def create_app(source: str | Path | ModelSource, settings: ServeSettings | None 
         service.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tuneforge-model")
         service.store_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tuneforge-store")
         watcher = None
+        service.arrived = asyncio.Event()
+        batcher = asyncio.create_task(service.batch_loop())
         try:
             if settings.threads:
                 import torch
@@ -445,10 +511,11 @@ def create_app(source: str | Path | ModelSource, settings: ServeSettings | None 
                 watcher = asyncio.create_task(service.watch())
             yield
         finally:
-            if watcher is not None:
-                watcher.cancel()
-                with suppress(asyncio.CancelledError):
-                    await watcher
+            for task in (watcher, batcher):
+                if task is not None:
+                    task.cancel()
+                    with suppress(asyncio.CancelledError):
+                        await task
             service.current = None
             service.executor.shutdown(wait=True)
             service.store_executor.shutdown(wait=True)
@@ -508,8 +575,7 @@ def create_app(source: str | Path | ModelSource, settings: ServeSettings | None 
         logged prediction carries its `id` for /feedback."""
         loaded = service.model()  # this request's version, whatever is promoted meanwhile
         service.check_texts(loaded.recipe, body.texts, body.pairs)
-        rows = await service.on_model_thread(loaded.predictor.predict, body.texts, body.pairs,
-                                             settings.batch_size)
+        rows = await service.predict(loaded, body.texts, body.pairs)
         if service.store is not None and settings.log_predictions:
             ids = await service.on_store_thread(service.store.log_predictions, service.name, loaded.version,
                                                 body.texts, rows, body.pairs)
