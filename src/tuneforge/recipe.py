@@ -347,8 +347,8 @@ class CleanSpec(Section):
         "drop", description="Copies of one text with different labels: keep the majority label's copies, or none "
         "when there is no majority.")
     garbage: FlagOrDrop = Field(
-        "drop", description="Empty or garbage rows: no letters, mostly non-printable characters, or one character "
-        "repeated over most of the text.")
+        "drop", description="Empty or garbage rows: no letters, mostly non-printable characters, or runs of one "
+        "repeated character with fewer than 3 other letters.")
     length_outliers: FlagOrDrop = Field(
         "flag", description="Texts whose word or character count lies beyond the robust bounds "
         "(quartiles -/+ length_iqr_factor x the interquartile range).")
