@@ -203,8 +203,6 @@ def predict_ours(job: dict[str, Any]) -> dict[str, Any]:
     return {"seconds": seconds, "labels": [row["label"] for row in outputs], "peak_memory": peak_memory(job["device"])}
 
 
-CHILDREN = {"encoder_baseline": encoder_baseline, "encoder_ours": encoder_ours,
-            "predict_pipeline": predict_pipeline, "predict_ours": predict_ours}
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -351,8 +349,207 @@ def predict_workload(args: argparse.Namespace, scratch: Path, run: str, rows: li
     notes.append(f"predict: {len(texts)} validation+test tweets, the encoder run's model, best of {args.repeats}")
 
 
+# ------------------------------------------------------------------------------------------------------
+# Workload 2: causal-LM supervised fine-tuning of a Llama-architecture decoder
+# ------------------------------------------------------------------------------------------------------
+
+def load_reviews(data_dir: Path, rows: int) -> list[dict[str, str]]:
+    """Women's clothing reviews as prompt/response pairs: realistic text of widely varying length."""
+    path = data_dir / "womens_clothing" / "val.csv"
+    if not path.is_file():
+        sys.exit(f"error: {path} not found; pass --data-dir (the shared data folder)")
+    pairs = []
+    with path.open(encoding="utf-8", newline="") as handle:
+        for row in csv.DictReader(handle):
+            review, title = (row.get("Review Text") or "").strip(), (row.get("Title") or "").strip()
+            if review:
+                pairs.append({"prompt": f"Write a review of this {row.get('Class Name') or 'item'}"
+                                        f"{' titled ' + title if title else ''}.\n", "response": review})
+    return pairs[:rows]
+
+
+def build_llama(folder: Path, texts: list[str], size: str) -> str:
+    """A byte-level BPE tokenizer trained on the texts and a randomly initialised Llama, saved like a hub model."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    specials = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
+    raw = Tokenizer(models.BPE(unk_token="<unk>"))
+    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    raw.decoder = decoders.ByteLevel()
+    raw.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=8000, special_tokens=list(specials.values()),
+                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw, model_max_length=4096, **specials)
+    tokenizer.save_pretrained(folder)
+    hidden, layers, heads, kv_heads, intermediate = LLAMA_SIZES[size]
+    config = LlamaConfig(vocab_size=len(tokenizer) if size == "small" else 32000, hidden_size=hidden,
+                         num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
+                         intermediate_size=intermediate, max_position_embeddings=4096,
+                         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=False)
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    return str(folder)
+
+
+def sft_examples(tokenizer: Any, pairs: list[dict[str, str]], max_length: int) -> list[dict[str, list[int]]]:
+    """Prompt tokens, response tokens and EOS; the loss covers the response and EOS only."""
+    rows = []
+    for pair in pairs:
+        prompt = tokenizer(pair["prompt"], add_special_tokens=False)["input_ids"]
+        response = tokenizer(pair["response"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        ids = (prompt + response)[:max_length]
+        labels = ([-100] * len(prompt) + response)[:max_length]
+        rows.append({"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels})
+    return rows
+
+
+def decoder_baseline(job: dict[str, Any]) -> dict[str, Any]:
+    """AutoModelForCausalLM + Trainer with the documented collator for pre-labelled examples (padding labels with
+    -100), and for LoRA the documented peft recipe."""
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq, Trainer, TrainingArguments
+
+    started = time.perf_counter()
+    tokenizer = AutoTokenizer.from_pretrained(job["model"])
+    model = AutoModelForCausalLM.from_pretrained(job["model"], dtype=torch.float32)
+    if job["lora"]:
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", r=8, lora_alpha=16, lora_dropout=0.05,
+                                                 target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]))
+    train = Dataset.from_list(sft_examples(tokenizer, job["train"], job["max_length"]))
+    validation = Dataset.from_list(sft_examples(tokenizer, job["validation"], job["max_length"]))
+    timer = timer_callback(started)
+    cuda = job["device"] == "cuda"
+    args = TrainingArguments(output_dir=job["output"], learning_rate=job["learning_rate"],
+                             per_device_train_batch_size=job["batch_size"],
+                             per_device_eval_batch_size=job["batch_size"], num_train_epochs=job["epochs"],
+                             seed=job["seed"], report_to="none", use_cpu=not cuda,
+                             bf16=cuda and torch.cuda.is_bf16_supported())
+    trainer = Trainer(model=model, args=args, train_dataset=train, eval_dataset=validation,
+                      data_collator=DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100), callbacks=[timer])
+    trainer.train()
+    loss = trainer.evaluate()["eval_loss"]
+    return {**timer.result(), "loss": float(loss), "peak_memory": peak_memory(job["device"]),
+            "precision": "bf16" if args.bf16 else "fp32"}
+
+
+def decoder_ours(job: dict[str, Any]) -> dict[str, Any]:
+    import tuneforge
+    from tuneforge.predict import pick_device
+    from tuneforge.train.runner import resolve_precision
+
+    started = time.perf_counter()
+    recipe = {
+        "task": "causal-lm",
+        "model": {"name": job["model"]},
+        "data": {"train": job["files"]["train"], "validation": job["files"]["validation"]},
+        "train": {"learning_rate": job["learning_rate"], "batch_size": job["batch_size"],
+                  "eval_batch_size": job["batch_size"], "epochs": job["epochs"], "seed": job["seed"],
+                  "max_length": job["max_length"], "precision": job["ours_precision"], "device": job["device"],
+                  "save_checkpoints": False},
+        "lm": {"packing": True},
+        "peft": {"method": "lora" if job["lora"] else "none", "r": 8, "alpha": 16, "dropout": 0.05},
+        "generation": {"eval_examples": 1, "max_new_tokens": 8},  # the text metrics after training are not timed
+        "early_stopping": {"enabled": False},
+        "evaluation": {"explain_examples": 0},
+        "fairness": {"identity_categories": [], "counterfactual": False},
+        "output": {"dir": job["output"], "overwrite": True},
+    }
+    timer = timer_callback(started)
+    run = tuneforge.fine_tune(recipe, callbacks=[timer])
+    return {**timer.result(), "loss": run.metrics["validation"]["loss"], "peak_memory": peak_memory(job["device"]),
+            "precision": resolve_precision(job["ours_precision"], pick_device(job["device"]))}
+
+
+def bf16_matmul_peak(seconds: float = 2.0) -> float:
+    """FLOP/s of large bf16 matrix products on this GPU: the MFU denominator, measured rather than the datasheet's."""
+    import torch
+
+    a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    for _ in range(3):
+        a @ b
+    torch.cuda.synchronize()
+    count, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        for _ in range(10):
+            a @ b
+        torch.cuda.synchronize()
+        count += 10
+    return 2 * 8192**3 * count / (time.perf_counter() - started)
+
+
+def matmul_parameters(model: str) -> int:
+    """Weights in Linear layers (the LM head included): what costs 2 FLOPs per token forward."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    with torch.device("meta"):
+        built = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model))
+    return sum(m.weight.numel() for m in built.modules() if isinstance(m, torch.nn.Linear))
+
+
 def decoder_workload(args: argparse.Namespace, scratch: Path, rows: list[dict[str, Any]], notes: list[str]) -> None:
-    sys.exit("error: the decoder workload is not written yet")
+    from transformers import AutoTokenizer
+
+    from tuneforge.train.speed import cpu_bf16_native
+
+    size = args.model_size or ("1.1b" if args.device == "cuda" else "small")
+    pairs = load_reviews(args.data_dir, args.decoder_rows + args.decoder_rows // 5)
+    train, validation = pairs[:args.decoder_rows], pairs[args.decoder_rows:]
+    model = build_llama(scratch / f"llama-{size}", [p["prompt"] + p["response"] for p in pairs], size)
+    files = {}
+    for role, split in (("train", train), ("validation", validation)):
+        path = scratch / f"sft-{role}.csv"
+        with path.open("w", encoding="utf-8", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=["prompt", "response"])
+            writer.writeheader()
+            writer.writerows(split)
+        files[role] = str(path)
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    examples = sft_examples(tokenizer, train, args.decoder_max_length)
+    tokens = sum(len(row["input_ids"]) for row in examples) * args.epochs
+    native = args.device == "cuda" or cpu_bf16_native()
+    job = {"model": model, "train": train, "validation": validation, "files": files,
+           "max_length": args.decoder_max_length, "learning_rate": args.decoder_learning_rate,
+           "batch_size": args.decoder_batch_size, "epochs": args.epochs, "seed": args.seed, "device": args.device,
+           "scratch": str(scratch), "ours_precision": "bf16" if native else "auto"}
+    peak = bf16_matmul_peak() if args.device == "cuda" else 0.0
+    matmuls = matmul_parameters(model)
+    for lora in (False, True):
+        baseline, ours = [], []
+        for repeat in range(args.repeats):
+            common = {**job, "lora": lora}
+            baseline.append(run_child("decoder_baseline", {**common, "output": str(scratch / f"db-{lora}-{repeat}")},
+                                      args.threads))
+            ours.append(run_child("decoder_ours", {**common, "output": str(scratch / f"do-{lora}-{repeat}")},
+                                  args.threads))
+        workload = f"causal-LM SFT, Llama {size}, {'LoRA r 8' if lora else 'full fine-tuning'}"
+        for side, results in (("Trainer recipe", baseline), ("tuneforge", ours)):
+            best = better(results, "loop_seconds")
+            rows.append({"workload": workload, "side": side, "samples/s": len(train) * args.epochs /
+                         best["loop_seconds"], "tokens/s": tokens / best["loop_seconds"],
+                         "peak memory": best["peak_memory"], "first step": best["first_step_seconds"],
+                         "quality": "response tokens", "loss": best["loss"], "precision": best["precision"]})
+            if peak:  # 6 FLOPs per weight and token (forward 2, backward 4); a frozen weight skips 2 of them
+                rows[-1]["mfu"] = (4 if lora else 6) * matmuls * rows[-1]["tokens/s"] / peak
+    if peak:
+        notes.append(f"MFU: model FLOPs (6 per matmul weight and token, 4 with LoRA; attention scores left out) "
+                     f"over a measured bf16 matmul peak of {peak / 1e12:.0f} TFLOP/s")
+    lengths = sorted(len(row["input_ids"]) for row in examples)
+    notes.append(f"decoder: Llama {size} ({LLAMA_SIZES[size]} hidden/layers/heads/kv heads/intermediate), random "
+                 f"initialisation; {len(train)} review prompt/response pairs × {args.epochs} epoch(s), tokens per "
+                 f"example {lengths[0]}–{lengths[-1]} (median {lengths[len(lengths) // 2]}), batch "
+                 f"{args.decoder_batch_size}, max length {args.decoder_max_length}; loss on response tokens")
+
+
+CHILDREN = {"encoder_baseline": encoder_baseline, "encoder_ours": encoder_ours,
+            "predict_pipeline": predict_pipeline, "predict_ours": predict_ours,
+            "decoder_baseline": decoder_baseline, "decoder_ours": decoder_ours}
 
 
 def format_bytes(value: float | None) -> str:
@@ -364,14 +561,16 @@ def print_table(rows: list[dict[str, Any]], title: str) -> None:
     from rich.table import Table
 
     table = Table(title=title)
+    mfu = any("mfu" in row for row in rows)
     for column in ("workload", "side", "samples/s", "tokens/s", "peak memory", "first step", "validation",
-                   "val. loss", "precision"):
+                   "val. loss", "precision") + (("MFU",) if mfu else ()):
         table.add_column(column, justify="right" if column not in ("workload", "side", "validation") else "left")
     for row in rows:
         table.add_row(row["workload"], row["side"], f"{row['samples/s']:.1f}", f"{row['tokens/s']:,.0f}",
                       format_bytes(row["peak memory"]),
                       "" if row["first step"] is None else f"{row['first step']:.1f} s", row["quality"],
-                      "" if row["loss"] is None else f"{row['loss']:.4f}", row["precision"])
+                      "" if row["loss"] is None else f"{row['loss']:.4f}", row["precision"],
+                      *((f"{row['mfu']:.1%}" if "mfu" in row else "",) if mfu else ()))
     Console(width=200).print(table)
 
 
@@ -403,6 +602,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--predict-rows", type=int, default=1000)
     parser.add_argument("--predict-batch", type=int, default=64)
+    parser.add_argument("--decoder-rows", type=int, default=240)
+    parser.add_argument("--decoder-batch-size", type=int, default=8)
+    parser.add_argument("--decoder-max-length", type=int, default=256)
+    parser.add_argument("--decoder-learning-rate", type=float, default=3e-4)
     parser.add_argument("--repeats", type=int, default=1, help="interleaved repeats per side; the fastest counts")
     parser.add_argument("--model-size", choices=tuple(LLAMA_SIZES), default=None,
                         help="decoder workload: Llama size (default: small on the CPU, 1.1b on CUDA)")
