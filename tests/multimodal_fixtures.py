@@ -24,7 +24,7 @@ def build_tiny_vit(folder: Path) -> Path:
     torch.manual_seed(0)
     config = ViTConfig(image_size=16, patch_size=8, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                        intermediate_size=32, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    ViTModel(config, add_pooling_layer=False).save_pretrained(folder)
+    ViTModel(config).save_pretrained(folder)
     ViTImageProcessor(size={"height": 16, "width": 16}).save_pretrained(folder)
     return folder
 
