@@ -611,8 +611,8 @@ class FeaturesSpec(Section):
                              "(relative paths are relative to the data file); needs audio_encoder.")
     image_encoder: str | None = Field(None, description="Transformers vision model (local folder or hub id, e.g. "
                                       "a ViT or ConvNeXt) with its image processor (resize and normalise).")
-    audio_encoder: str | None = Field(None, description="Transformers audio model over log-mel features (local "
-                                      "folder or hub id, e.g. an AST) with its feature extractor.")
+    audio_encoder: str | None = Field(None, description="Transformers audio model (local folder or hub id; e.g. "
+                                      "an AST over log-mel features, or a Wav2Vec2) with its feature extractor.")
     freeze_encoders: bool = Field(True, description="Keep the image and audio encoders' weights fixed.")
     combiner: Combiner = Field(
         "concat", description="How modality embeddings are fused: concat (concatenate, then an MLP), gated (a "
@@ -1155,6 +1155,10 @@ def _resolve_data_paths(recipe: Recipe, base_dir: Path) -> Recipe:
             value = getattr(spec.data, split)
             if value and not Path(value).is_absolute() and not value.startswith(("hf://", "http://", "https://")):
                 setattr(spec.data, split, str((base_dir / value).resolve()))
+    for kind in ("image_encoder", "audio_encoder"):  # a folder beside the recipe; otherwise a hub id
+        value = getattr(recipe.features, kind)
+        if value and not Path(value).is_absolute() and (base_dir / value).is_dir():
+            setattr(recipe.features, kind, str((base_dir / value).resolve()))
     terms = recipe.fairness.identity_terms_file
     if terms and not Path(terms).is_absolute():
         recipe.fairness.identity_terms_file = str((base_dir / terms).resolve())
