@@ -1,7 +1,7 @@
 """Do ensembles pay for their members? Three seeds of the bundled `minilm` on NusaX English sentiment, and every
 ensemble method over them, against the mean member, on the same test split.
 
-    python bench/ensemble.py                       # 3 seeds, all four methods (about 5-8 minutes on 2 cores)
+    python bench/ensemble.py                       # 3 seeds, all four methods (about 10 minutes on 2 shared cores)
     python bench/ensemble.py --limit-train 120 --epochs 1 --json /tmp/ensemble.json   # quick smoke run
 
 Members are trained with tuneforge.fine_tune on the train split (validation: valid.csv, which early stopping and
@@ -33,10 +33,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA, help="folder with train/valid/test.csv")
     parser.add_argument("--model", default="minilm", help="member model (default: the bundled minilm)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="one member per seed")
-    parser.add_argument("--epochs", type=float, default=3.0, help="train.epochs of each member")
-    parser.add_argument("--max-length", type=int, default=64, help="train.max_length of each member")
+    parser.add_argument("--epochs", type=float, default=2.0, help="train.epochs of each member")
+    parser.add_argument("--max-length", type=int, default=48, help="train.max_length of each member")
     parser.add_argument("--learning-rate", type=float, default=1e-4, help="train.learning_rate of each member")
-    parser.add_argument("--limit-train", type=int, help="use only the first N training rows (smoke runs)")
+    parser.add_argument("--limit-train", type=int, default=300,
+                        help="use only the first N of the 500 training rows (default 300; 0: all)")
     parser.add_argument("--json", type=Path, help="also write the results as JSON to this file")
     return parser.parse_args(argv)
 
