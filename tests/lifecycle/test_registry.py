@@ -100,6 +100,15 @@ def test_unknown_names_and_refs_are_clear(registry: Registry, versions: list[int
         registry.register(Path("."), "bad@name")
 
 
+def test_an_unfinished_run_is_refused_before_anything_is_registered(registry: Registry, versions: list[int],
+                                                                    served_runs: dict[str, Path],
+                                                                    tmp_path: Path) -> None:
+    (tmp_path / "recipe.yaml").write_bytes((served_runs["classification"] / "recipe.yaml").read_bytes())
+    with pytest.raises(TuneforgeError, match="has not finished training"):
+        registry.register(tmp_path, "never")
+    assert [model.name for model in registry.models()] == ["sentiment"]
+
+
 def test_model_references_and_flattening() -> None:
     assert parse_model_ref("sentiment") == ("sentiment", CHAMPION)
     assert parse_model_ref("sentiment@3") == ("sentiment", "3")

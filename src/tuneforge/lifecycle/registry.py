@@ -25,6 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 import yaml
 
@@ -217,10 +218,7 @@ class Registry:
         """Log a finished run directory as an MLflow run (params, metrics, tags, artifacts); returns its id."""
         root = Path(run_dir).resolve()
         layout = RunLayout(root)
-        recipe = read_run_recipe(root)
-        if not layout.is_finished():
-            raise TuneforgeError(f"run '{root}' has not finished training (no model or no metrics.json)",
-                                 fix=f"finish it first: `tuneforge train --resume --output {root}`")
+        recipe = _check_finished(root)
         metrics = json.loads(layout.metrics.read_text(encoding="utf-8"))
         run_tags = {TAG + "kind": "train", TAG + "run_dir": str(root), TAG + "base_model": recipe.model.name,
                     TAG + "task": recipe.task, TAG + "data_fingerprint": data_fingerprint(root),
@@ -250,6 +248,7 @@ class Registry:
         `alias="auto"` makes the first version the champion and later ones the challenger; None sets no alias.
         """
         _check_name(name)
+        _check_finished(Path(run_dir))  # before anything is created in the registry
         from mlflow.exceptions import MlflowException
 
         try:
@@ -394,7 +393,7 @@ class Registry:
     def local_copy(self, info: VersionInfo) -> Path:
         parsed = urlparse(info.source)
         if parsed.scheme in ("", "file"):
-            local = Path(parsed.path if parsed.scheme == "file" else info.source)
+            local = Path(url2pathname(parsed.path) if parsed.scheme == "file" else info.source)
             if (local / "recipe.yaml").is_file():
                 return local
         target = self.cache_dir / info.name / str(info.version)
@@ -430,6 +429,15 @@ def _param_value(value: Any) -> str:
 def _first_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+def _check_finished(root: Path) -> Any:
+    """The run's recipe, or a clear error for a folder that is not a finished run."""
+    recipe = read_run_recipe(root)
+    if not RunLayout(root).is_finished():
+        raise TuneforgeError(f"run '{root}' has not finished training (no model or no metrics.json)",
+                             fix=f"finish it first: `tuneforge train --resume --output {root}`")
+    return recipe
 
 
 def _check_name(name: str) -> None:
