@@ -33,6 +33,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=20, help="concurrent clients (default 20)")
     parser.add_argument("--requests", type=int, default=2000, help="requests per server setting (default 2000)")
+    parser.add_argument("--baseline-requests", type=int, default=300,
+                        help="in-process calls for the baseline, one at a time (default 300)")
     parser.add_argument("--max-steps", type=int, default=30, help="training steps for the served run (default 30)")
     parser.add_argument("--json", type=Path, help="also write the results as JSON to this file")
     return parser.parse_args(argv)
@@ -170,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
         Registry.local(home).register(run.directory, "sentiment")
         texts, _ = read_texts(recipe.data.test, recipe.data.text_column)
         texts = [str(text) for text in texts]
-        rows = [("in-process Predictor.predict, 1 caller (baseline)", in_process(run.directory, texts, args.requests))]
+        rows = [("in-process Predictor.predict, 1 caller (baseline)", in_process(run.directory, texts,
+                                                                                   args.baseline_requests))]
         rows.append(("tuneforge serve, predictions logged (SQLite WAL)",
                      serve(home, [], texts, args.clients, args.requests)))
         logged = FeedbackStore.open(default_store_url(home)).count_predictions(model="sentiment")
@@ -178,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     host = machine()
     baseline = rows[0][1]["throughput"]
     print(f"tuneforge serve on loopback: minilm fine-tuned {args.max_steps} steps on NusaX English; one text per "
-          f"request, {args.clients} concurrent clients, {args.requests} requests per setting")
+          f"request, {args.clients} concurrent clients, {args.requests} requests per server setting, "
+          f"{args.baseline_requests} in-process calls")
     print(f"machine: {host['cpu']}, {host['cores']} cores, torch {host['torch']}; the load generator shares the "
           "cores with the server")
     print("\n| setting | requests | failed | requests/s | vs baseline | p50 ms | p99 ms |")
