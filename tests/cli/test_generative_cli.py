@@ -26,6 +26,12 @@ def test_validate_names_the_missing_chat_column(tmp_path, capsys):
     assert "column 'messages' is missing" in err and "--messages-column" in err
 
 
+def test_validate_refuses_an_encoder_for_seq2seq(tmp_path, capsys):
+    path = write_csv(tmp_path / "pairs.csv", [{"text": "a", "target": "b"}] * 3)
+    assert main(["validate", "--task", "seq2seq", "--data", str(path), "--set", "model.name=minilm"]) == 1
+    assert "has no sequence-to-sequence head" in capsys.readouterr().err
+
+
 def test_train_with_flags_and_predict(tiny_gpt2, tmp_path, capsys):
     rows = [{"question": r["prompt"], "answer": r["response"]} for r in echo_rows(16, seed=1)]
     data = write_csv(tmp_path / "train.csv", rows)

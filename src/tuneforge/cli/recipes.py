@@ -70,6 +70,10 @@ def register(app: typer.Typer) -> None:
         problems += validate_plugins(built.evaluation.plugins)
         try:
             resolved = resolve_model(built.model.name)
+            if built.task in ("seq2seq", "causal-lm"):
+                from tuneforge.models.loading import check_generative_model
+
+                check_generative_model(built.model, built.task, resolved)
         except Exception as error:  # a model problem is one more problem to list, not a crash
             from tuneforge.errors import Problem
 

@@ -114,16 +114,11 @@ def _head_plan(spec: ModelSpec, resolved: ResolvedModel, task: str, labels: list
     return plan_head(spec.head, checkpoint_head(config), task, labels, resolved.requested)
 
 
-def load_generative_model(spec: ModelSpec, task: str, resolved: ResolvedModel | None = None,
-                          **load_options: Any) -> PreTrainedModel:
-    """An encoder-decoder (seq2seq) or decoder (causal-lm) with its pretrained language-model head, in fp32 for
-    training (as load_sequence_model) and with PyTorch's fused attention (SDPA) where the architecture has it."""
+def check_generative_model(spec: ModelSpec, task: str, resolved: ResolvedModel | None = None) -> None:
+    """Raise, naming the model and what the task needs, when its architecture has no head to write text with
+    for the task (read from config.json alone, so `tuneforge validate` can say so without loading weights)."""
     resolved = resolved or resolve_model(spec.name)
     auto_class = AutoModelForSeq2SeqLM if task == "seq2seq" else AutoModelForCausalLM
-    kwargs: dict[str, Any] = {"revision": spec.revision, "trust_remote_code": spec.trust_remote_code,
-                              "use_safetensors": True, "local_files_only": resolved.offline}
-    if "quantization_config" not in load_options:
-        kwargs["dtype"] = torch.float32
     try:
         config = AutoConfig.from_pretrained(resolved.path, revision=spec.revision,
                                             trust_remote_code=spec.trust_remote_code,
@@ -137,6 +132,19 @@ def load_generative_model(spec: ModelSpec, task: str, resolved: ResolvedModel | 
                                  f"{'sequence-to-sequence' if task == 'seq2seq' else 'causal language-model'} head; "
                                  f"task {task} needs {expected}",
                                  fix="pick such a model with --model, or another task for this model")
+
+
+def load_generative_model(spec: ModelSpec, task: str, resolved: ResolvedModel | None = None,
+                          **load_options: Any) -> PreTrainedModel:
+    """An encoder-decoder (seq2seq) or decoder (causal-lm) with its pretrained language-model head, in fp32 for
+    training (as load_sequence_model) and with PyTorch's fused attention (SDPA) where the architecture has it."""
+    resolved = resolved or resolve_model(spec.name)
+    auto_class = AutoModelForSeq2SeqLM if task == "seq2seq" else AutoModelForCausalLM
+    kwargs: dict[str, Any] = {"revision": spec.revision, "trust_remote_code": spec.trust_remote_code,
+                              "use_safetensors": True, "local_files_only": resolved.offline}
+    if "quantization_config" not in load_options:
+        kwargs["dtype"] = torch.float32
+    check_generative_model(spec, task, resolved)
     try:
         try:
             return auto_class.from_pretrained(resolved.path, attn_implementation="sdpa", **kwargs, **load_options)

@@ -33,7 +33,7 @@ from tuneforge import artifacts
 from tuneforge.data.generative_data import GenerativeData, prepare_generative_data
 from tuneforge.errors import Problem
 from tuneforge.models.freezing import apply_freezing, count_parameters
-from tuneforge.models.loading import load_generative_model, load_tokenizer
+from tuneforge.models.loading import check_generative_model, load_generative_model, load_tokenizer
 from tuneforge.models.peft import MERGEABLE, apply_peft, quantized_loading, save_adapter, write_merged_model
 from tuneforge.models.resolve import resolve_model
 from tuneforge.predict import pick_device
@@ -164,10 +164,11 @@ def fine_tune_generative(recipe: Recipe, *, resume: bool = False, callbacks: Seq
     device = pick_device(recipe.train.device)
     quantization = quantized_loading(recipe.peft, device)
     set_seed(recipe.train.seed)
+    resolved = resolve_model(recipe.model.name)
+    check_generative_model(recipe.model, recipe.task, resolved)  # a classifier's model fails now, not after data
     data = prepare_generative_data(recipe)
     if on_warnings is not None and data.warnings:
         on_warnings(data.warnings)
-    resolved = resolve_model(recipe.model.name)
     tokenizer = load_tokenizer(recipe.model, resolved)
     model = load_generative_model(recipe.model, recipe.task, resolved, **quantization)
     prepare_tokenizer(recipe, tokenizer)
