@@ -46,8 +46,12 @@ def encode_input(recipe: Recipe, tokenizer: Any, value: str | Chat) -> list[int]
     if recipe.lm.classify:
         return causal_lm.prompt_ids(tokenizer, recipe.lm.prompt_template.replace("{text}", str(value)))
     if is_chat_run(recipe) or not isinstance(value, str):
-        messages = causal_lm.parse_messages(value) if not isinstance(value, str) or value.lstrip().startswith("[") \
-            else [{"role": "user", "content": value}]
+        try:
+            messages = causal_lm.parse_messages(value)
+        except ValueError:
+            if not isinstance(value, str):
+                raise
+            messages = [{"role": "user", "content": value}]  # a plain text is one user message
         return causal_lm.chat_prompt_ids(tokenizer, causal_lm.with_system(messages, recipe.lm.system_prompt))
     return causal_lm.prompt_ids(tokenizer, value)
 

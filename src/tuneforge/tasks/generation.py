@@ -40,6 +40,9 @@ def apply_to_generation_config(model: Any, spec: GenerationSpec, tokenizer: Any)
     config = model.generation_config
     for key, value in generation_kwargs(spec, tokenizer).items():
         setattr(config, key, value)
+    if not spec.do_sample:  # a chat model's shipped sampling settings would contradict greedy decoding on save
+        for key in ("temperature", "top_p", "top_k"):
+            setattr(config, key, None)
     if getattr(model.config, "is_encoder_decoder", False) and config.decoder_start_token_id is None:
         config.decoder_start_token_id = getattr(model.config, "decoder_start_token_id", None) or \
             tokenizer.pad_token_id
