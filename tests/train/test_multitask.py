@@ -115,3 +115,40 @@ def test_two_tiny_tasks_share_one_encoder(tiny_model, tmp_path) -> None:
     evaluated = json.loads((tmp_path / "e.json").read_text())
     assert evaluated["accuracy"] == pytest.approx(metrics["tasks"]["sentiment"]["test"]["accuracy"])
     assert main(["predict", str(output), "--data", str(sentiment["test"]), "--task-name", "nope"]) == 1
+
+
+@pytest.mark.slow
+def test_interrupted_multitask_run_resumes_to_the_same_weights(tiny_model, tmp_path) -> None:
+    import torch
+    from safetensors.torch import load_file
+    from transformers import TrainerCallback
+
+    from tuneforge.train.runner import TrainingInterrupted
+
+    class InterruptAt(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
+            if state.global_step == 17:  # mid-epoch 2 (12 task-pure batches per epoch)
+                raise KeyboardInterrupt
+
+    sentiment = {role: write_csv(tmp_path / "s" / f"{role}.csv", make_rows(count, seed))
+                 for role, count, seed in (("train", 60, 2), ("validation", 21, 3))}
+    score = {role: write_csv(tmp_path / "r" / f"{role}.csv", make_regression_rows(count, seed))
+             for role, count, seed in (("train", 30, 2), ("validation", 12, 3))}
+
+    def recipe(output):
+        return {"model": {"name": str(tiny_model)},
+                "tasks": [{"name": "s", "data": {k: str(v) for k, v in sentiment.items()}},
+                          {"name": "r", "task": "regression",
+                           "data": {**{k: str(v) for k, v in score.items()}, "label_column": "score"}}],
+                "multitask": {"sampling": "temperature"}, "early_stopping": {"enabled": False},
+                "train": {"epochs": 3, "batch_size": 8, "learning_rate": 1e-2, "max_length": 32, "warmup_ratio": 0},
+                "output": {"dir": str(output), "tensorboard": "off"}}
+
+    reference = tuneforge.fine_tune(recipe(tmp_path / "reference"))
+    with pytest.raises(TrainingInterrupted):
+        tuneforge.fine_tune(recipe(tmp_path / "run"), callbacks=[InterruptAt()])
+    resumed = tuneforge.fine_tune(recipe(tmp_path / "run"), resume=True)
+    assert resumed.metrics["training"]["global_steps"] == reference.metrics["training"]["global_steps"] == 36
+    for name in ("model.safetensors", "heads.safetensors"):
+        ours, theirs = load_file(tmp_path / "run" / "model" / name), load_file(tmp_path / "reference" / "model" / name)
+        assert all(torch.allclose(ours[key], theirs[key], atol=1e-6) for key in theirs), name

@@ -325,6 +325,9 @@ def fine_tune_multitask(recipe: Recipe, *, resume: bool = False, callbacks: Sequ
     except KeyboardInterrupt:
         from tuneforge.train.runner import TrainingInterrupted
 
+        if recipe.train.save_checkpoints and trainer.state.global_step > 0:
+            trainer._save_checkpoint(trainer.model, trial=None)  # exact-step checkpoint, as single-task runs do
+
         raise TrainingInterrupted(f"training was interrupted at step {trainer.state.global_step}; checkpoints are "
                                   f"in {layout.checkpoints}",
                                   fix=f"resume with the same command plus --resume (output: {layout.root})") from None
