@@ -21,6 +21,9 @@ def sentence_embeddings(predictor: Any, texts: Sequence[str], batch_size: int = 
         raise TuneforgeError("sentence embeddings need the PyTorch model of the run (the ONNX graph returns "
                              "logits only)", fix="load the run with the default backend (torch)")
     texts = [str(t) for t in texts]
+    rules = getattr(predictor, "rules", None)
+    if rules is not None:  # the domain preprocessing the model was trained with, as in Predictor.logits
+        texts = rules.apply(texts)
     if not texts:
         return np.zeros((0, predictor.model.config.hidden_size), dtype=np.float32)
     chunks = []
