@@ -5,7 +5,7 @@ Fine-tunes the bundled `minilm` briefly on the bundled NusaX English sentiment d
 `tuneforge.load(run, backend=...)`, at batch 1 (an online request) and batch 32 (a bulk job), with the same
 number of threads, and prints throughput, the speed-up and how closely the two agree:
 
-    python bench/onnx_serving.py                 # about 2 minutes on 2 cores
+    python bench/onnx_serving.py                 # a few minutes: training 20 steps dominates
     python bench/onnx_serving.py --json /tmp/onnx.json
 
 (The file is not called onnx.py: run as a script, bench/ comes first on sys.path and would shadow the `onnx`
@@ -29,8 +29,9 @@ import numpy as np
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--max-steps", type=int, default=40, help="training steps before the export (default 40)")
-    parser.add_argument("--threads", type=int, default=2, help="threads for both backends (default 2)")
+    parser.add_argument("--max-steps", type=int, default=20, help="training steps before the export (default 20)")
+    parser.add_argument("--threads", type=int, default=1, help="threads for both backends (default 1: one "
+                        "serving process per core; on a shared machine two threads each mostly wait for a core)")
     parser.add_argument("--repeats", type=int, default=5, help="timed passes per setting, the two backends "
                         "alternating; the fastest pass is kept (the least disturbed by other processes)")
     parser.add_argument("--workdir", type=Path, help="keep the fine-tuned run here and reuse it on the next call "
