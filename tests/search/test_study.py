@@ -86,14 +86,16 @@ def test_two_workers_share_one_sqlite_study_without_losing_trials(tiny_model, fi
 class _InterruptOnce(TrainerCallback):
     """Ctrl-C during the second training step of the first trial it sees."""
 
-    fired = False
+    def __init__(self) -> None:
+        self.fired = False
 
     def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
-        if not _InterruptOnce.fired and state.global_step == 2:
-            _InterruptOnce.fired = True
+        if not self.fired and state.global_step == 2:
+            self.fired = True
             raise KeyboardInterrupt
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # the dead worker is simulated with study.ask()
 def test_an_interrupted_study_resumes_and_retries_lost_trials(tiny_model, files, tmp_path):
     recipe = _recipe(tiny_model, files, tmp_path / "study", {"epochs": 1}, {
         "trials": 2, "pruner": "none", "sampler": "random",
