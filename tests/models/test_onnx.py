@@ -98,3 +98,17 @@ def test_missing_onnx_packages_name_the_extra(monkeypatch, exported_run):
     assert "onnxruntime" in caught.value.message and "tuneforge[onnx]" in caught.value.fix
     with pytest.raises(TuneforgeError, match="onnxruntime"):
         tuneforge.load(exported_run, backend="onnx")
+
+
+def test_regression_run_exports_and_scores_like_pytorch(tiny_model, tmp_path):
+    from tests.conftest import make_regression_rows
+
+    files = {"train": write_csv(tmp_path / "train.csv", make_regression_rows(24, seed=63))}
+    recipe = {**tiny_recipe(tiny_model, files, tmp_path / "run", data={"label_column": "score",
+                                                                       "validation_split": 0.25}, **QUICK),
+              "task": "regression"}
+    run_dir = tuneforge.fine_tune(recipe).directory
+    onnx_export.export_onnx(run_dir)
+    expected = [row["score"] for row in tuneforge.load(run_dir, device="cpu").predict(TEXTS)]
+    got = [row["score"] for row in tuneforge.load(run_dir, backend="onnx").predict(TEXTS)]
+    assert got == pytest.approx(expected, abs=1e-5)
