@@ -3,7 +3,8 @@
 A few hundred labelled rows is where augmentation is meant to pay off. This script draws a stratified sample
 of NusaX-Senti English's training texts (300 of 500 by default, the same sample for every run: Indonesian
 reviews and comments in English, positive / neutral / negative), fine-tunes the bundled
-`minilm` on it with no augmentation, with each augmenter alone and with all of them together, over several
+`minilm` on it with no augmentation, with each augmenter alone, and with a combination (synonym, EDA and
+back-translation, half a variant per row each), over several
 seeds (the seed sets the new head's weights, the batch order and the augmenters' choices), and scores every run
 on the whole test split. Every run takes the same number of optimisation steps, so an augmented run sees more
 varied examples, not more updates. One table, mean ± standard deviation of test macro-F1 over the seeds:
@@ -59,8 +60,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="shared data folder holding nusax/sentiment/english/ (default: ../shared/data)")
     parser.add_argument("--train-rows", type=int, default=300, help="stratified training sample (default 300)")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per setting (at least 3 for a standard deviation)")
-    parser.add_argument("--steps", type=int, default=30, help="optimisation steps of every run (default 30)")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    parser.add_argument("--steps", type=int, default=60, help="optimisation steps of every run (default 60)")
+    parser.add_argument("--batch-size", type=int, default=8, help="training batch size (default 8)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (default 1: on a shared machine more threads only contend)")
     parser.add_argument("--methods", default=",".join(SETTINGS), help="comma-separated settings to run")
     parser.add_argument("--contextual-model", help="a masked LM with its MLM head: adds a contextual setting")
     parser.add_argument("--generation-model", help="a causal or seq2seq LM: adds a generation setting")
@@ -98,8 +101,8 @@ def write_csv(path: Path, split: Split) -> Path:
     return path
 
 
-def one_run(setting: list[dict[str, Any]], seed: int, files: dict[str, Path], work: Path, steps: int
-            ) -> tuple[float, float, int, float, float]:
+def one_run(setting: list[dict[str, Any]], seed: int, files: dict[str, Path], work: Path, steps: int,
+            batch_size: int) -> tuple[float, float, int, float, float]:
     """(test macro-F1, test accuracy, training rows, augmentation seconds, training seconds)."""
     import tuneforge
     from tuneforge.augment.pipeline import augment_split
@@ -112,7 +115,7 @@ def one_run(setting: list[dict[str, Any]], seed: int, files: dict[str, Path], wo
         "data": {"train": str(files["train"]), "test": str(files["test"]), "validation_split": 0.0,
                  "cache_dir": str(work / "cache")},
         "augment": {"methods": setting, "seed": seed},
-        "train": {"max_steps": steps, "batch_size": 16, "learning_rate": 1e-4, "max_length": 64, "seed": seed,
+        "train": {"max_steps": steps, "batch_size": batch_size, "learning_rate": 1e-4, "max_length": 64, "seed": seed,
                   "save_checkpoints": False, "warmup_ratio": 0.1},
         "early_stopping": {"enabled": False},
         "calibration": {"temperature_scaling": False},
@@ -167,7 +170,8 @@ def main(argv: list[str] | None = None) -> None:
         # Seed-major order: an interrupted run still has every setting for the seeds it finished.
         for seed in range(args.seeds):
             for name, setting in settings.items():
-                f1, accuracy, rows, augment_seconds, train_seconds = one_run(setting, seed, files, work, args.steps)
+                f1, accuracy, rows, augment_seconds, train_seconds = one_run(setting, seed, files, work, args.steps,
+                                                                             args.batch_size)
                 result = results[name]
                 result.f1.append(f1)
                 result.accuracy.append(accuracy)
@@ -209,7 +213,7 @@ def report(results: dict[str, Result], host: dict[str, Any], args: argparse.Name
     gpu = f", GPU {host['gpu']}" if host["gpu"] else ", no GPU"
     print(f"machine: {host['cpu']}, {host['cores']} cores, torch threads {host['torch_threads']}{gpu}; "
           f"torch {host['torch']}, python {host['python']}")
-    print(f"classes: {', '.join(classes)}; model minilm, batch 16, learning rate 1e-4, max_length 64, "
+    print(f"classes: {', '.join(classes)}; model minilm, batch {args.batch_size}, learning rate 1e-4, max_length 64, "
           f"{args.steps} steps for every setting; seeds 0..{args.seeds - 1}")
     print("not measured: contextual (needs a masked LM with its MLM head; none offline, the bundled minilm has "
           "none) and generation (needs a generator; none offline) unless named with --contextual-model / "
