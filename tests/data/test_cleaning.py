@@ -176,3 +176,23 @@ def test_clean_is_refused_for_tasks_it_cannot_clean() -> None:
     with pytest.raises(RecipeError, match="clean: works on text rows"):
         recipe_from_dict({"task": "ner", "clean": {"enabled": True}})
     assert recipe_from_dict({"clean": {"enabled": True, "mislabelled": False}}).clean.mislabelled == "off"
+
+
+def test_a_run_writes_data_report_and_the_card_shows_it(tiny_model, tmp_path) -> None:
+    import tuneforge
+    from tests.conftest import tiny_recipe
+
+    rows = make_rows(60, seed=2) + [{"text": "", "label": "positive"}]
+    rows.append(dict(rows[0]))
+    files = {"train": write_csv(tmp_path / "train.csv", rows),
+             "validation": write_csv(tmp_path / "val.csv", make_rows(15, seed=3))}
+    recipe = tiny_recipe(tiny_model, files, tmp_path / "run", train={"epochs": 1},
+                         clean={"enabled": True, "mislabelled": "off"})
+    run = tuneforge.fine_tune(recipe, on_warnings=lambda problems: None)
+    report = json.loads((run.directory / "data_report.json").read_text())
+    assert {(r["step"], r["action"]) for r in report["train"]["rows"]} == {("garbage", "drop"), ("duplicates", "drop")}
+    summary = json.loads((run.directory / "data.json").read_text())
+    assert summary["cleaning"]["train"]["rows_after"] == 60 and "rows" not in summary["cleaning"]["train"]
+    assert summary["imbalance"]["class_counts"] == {"negative": 20, "neutral": 20, "positive": 20}
+    html = (run.directory / "report.html").read_text()
+    assert "Cleaning" in html and "data_report.json" in html
