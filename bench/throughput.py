@@ -210,6 +210,7 @@ def predict_ours(job: dict[str, Any]) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------------
 
 def run_child(name: str, job: dict[str, Any], threads: int) -> dict[str, Any]:
+    print(f"running {name} ...", file=sys.stderr, flush=True)  # a long CPU run shows it is alive
     folder = Path(job["scratch"])
     spec = folder / f"{name}-{time.time_ns()}.json"
     spec.write_text(json.dumps(job), encoding="utf-8")
