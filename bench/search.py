@@ -5,8 +5,8 @@ frozen layers of `minilm` on a subsample of TweetEval emotion, comparing trials 
 Then the default recipe and the study's best_recipe.yaml are each trained once more on the same rows and scored
 on the held-out test split, which no trial saw. One command, one table:
 
-    python bench/search.py                            # 240 training tweets, 12 trials
-    python bench/search.py --trials 4 --train-rows 120 --validation-rows 80   # quick smoke run
+    python bench/search.py                            # 120 training tweets, 12 trials
+    python bench/search.py --trials 3 --train-rows 60 --validation-rows 40    # quick smoke run
 
 Data: ../shared/data/tweeteval/emotion, as read by bench/quality.py.
 """
@@ -28,7 +28,7 @@ from quality import DEFAULT_DATA_DIR, Split, drop_blank, machine, read_task, wri
 SPACE = {
     "train.learning_rate": {"type": "float", "low": 1e-5, "high": 3e-4, "log": True},
     "train.batch_size": {"type": "categorical", "choices": [16, 32]},
-    "train.epochs": {"type": "int", "low": 1, "high": 3},
+    "train.epochs": {"type": "int", "low": 1, "high": 2},
     "freeze.layers": {"type": "int", "low": 0, "high": 4},
 }
 # The same settings for every run, trials and both final runs: short tweets, the last epoch's weights (no
@@ -42,8 +42,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     parser.add_argument("--task", default="emotion", help="TweetEval task folder (default: emotion)")
-    parser.add_argument("--train-rows", type=int, default=240, help="first N training tweets (default 240)")
-    parser.add_argument("--validation-rows", type=int, default=150, help="first N validation tweets (default 150)")
+    parser.add_argument("--train-rows", type=int, default=120, help="first N training tweets (default 120)")
+    parser.add_argument("--validation-rows", type=int, default=80, help="first N validation tweets (default 80)")
     parser.add_argument("--trials", type=int, default=12, help="trial budget (default 12)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument("--json", type=Path, help="also write the results as JSON to this file")
