@@ -34,6 +34,9 @@ def _train(recipe: Recipe, resume: bool) -> Run:
     training = run.metrics["training"]
     console.print(f"trained {training['global_steps']} steps in {training['runtime_seconds']:.0f} s"
                   f"{' (stopped early)' if training['stopped_early'] else ''}")
+    choice = training.get("batch_size_choice") or {}
+    if choice.get("method") not in (None, "given"):  # train.batch_size: auto
+        console.print(f"batch size {choice['size']} ({choice['method']}: {choice['reason']})", highlight=False)
     _show_extras(RunLayout(run.directory.resolve()))
     console.print(f"[green]run directory:[/green] {run.directory.resolve()}", soft_wrap=True)
     return run
