@@ -110,7 +110,7 @@ def test_an_interrupted_study_resumes_and_retries_lost_trials(tiny_model, files,
     dead = study.ask()
     dead.suggest_float("train.learning_rate", 1e-3, 1e-2, log=True)
     storage.record_heartbeat(dead._trial_id)
-    time.sleep(1.5)
+    time.sleep(2.5)  # SQLite timestamps have whole seconds: wait past the 1 s grace period whatever the rounding
 
     result = run_study(recipe, heartbeat=heartbeat)
     rows = {row.number: row for row in result.trials}
