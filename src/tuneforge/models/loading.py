@@ -35,6 +35,18 @@ def _hub_failure(resolved: ResolvedModel, error: Exception) -> ModelNotFoundErro
                                   "tokenizer files)")
 
 
+def _load_failure(resolved: ResolvedModel, error: Exception) -> ModelNotFoundError:
+    """Why `from_pretrained` failed, for any head: pickled-only weights are refused, the rest is a hub/folder issue."""
+    if "safetensors" in str(error).lower():
+        return ModelNotFoundError(
+            f"'{resolved.requested}' has no safetensors weights; tuneforge does not load pickled weights, "
+            "which can run arbitrary code",
+            fix="convert the checkpoint to safetensors (save_pretrained(safe_serialization=True)) or pick "
+                "another model",
+        )
+    return _hub_failure(resolved, error)
+
+
 def load_tokenizer(spec: ModelSpec, resolved: ResolvedModel | None = None) -> PreTrainedTokenizerBase:
     resolved = resolved or resolve_model(spec.name)
     try:
@@ -88,14 +100,7 @@ def load_sequence_model(
     try:
         model = auto_class.from_pretrained(resolved.path, **kwargs, **load_options)
     except (OSError, ValueError) as error:
-        if "safetensors" in str(error).lower():
-            raise ModelNotFoundError(
-                f"'{resolved.requested}' has no safetensors weights; tuneforge does not load pickled weights, "
-                "which can run arbitrary code",
-                fix="convert the checkpoint to safetensors (save_pretrained(safe_serialization=True)) or pick "
-                    "another model",
-            ) from None
-        raise _hub_failure(resolved, error) from None
+        raise _load_failure(resolved, error) from None
     if head.reinitialise:
         reinitialise_head(model)
     if model.config.pad_token_id is None and pad_token_id is not None:
@@ -153,14 +158,7 @@ def load_generative_model(spec: ModelSpec, task: str, resolved: ResolvedModel | 
                 raise
             return auto_class.from_pretrained(resolved.path, **kwargs, **load_options)
     except (OSError, ValueError) as error:
-        if "safetensors" in str(error).lower():
-            raise ModelNotFoundError(
-                f"'{resolved.requested}' has no safetensors weights; tuneforge does not load pickled weights, "
-                "which can run arbitrary code",
-                fix="convert the checkpoint to safetensors (save_pretrained(safe_serialization=True)) or pick "
-                    "another model",
-            ) from None
-        raise _hub_failure(resolved, error) from None
+        raise _load_failure(resolved, error) from None
 
 
 def head_class(architectures: list[str] | None, config: Any = None) -> type:
