@@ -34,7 +34,7 @@ from tuneforge.data.generative_data import GenerativeData, prepare_generative_da
 from tuneforge.errors import Problem
 from tuneforge.models.freezing import apply_freezing, count_parameters
 from tuneforge.models.loading import check_generative_model, load_generative_model, load_tokenizer
-from tuneforge.models.peft import MERGEABLE, apply_peft, quantized_loading, save_adapter, write_merged_model
+from tuneforge.models.peft import MERGEABLE, apply_peft, quantized_loading, write_merged_model
 from tuneforge.models.resolve import resolve_model
 from tuneforge.predict import pick_device
 from tuneforge.predict_generative import evaluate_split
@@ -49,9 +49,9 @@ from tuneforge.train.runner import (
     TrainingInterrupted,
     TuneforgeTrainer,
     _prepare_run_dir,
-    _save_model,
     _training_arguments,
     resolve_precision,
+    save_trained,
     tensorboard_callback,
     trainer_trainable,
 )
@@ -218,10 +218,7 @@ def fine_tune_generative(recipe: Recipe, *, resume: bool = False, callbacks: Seq
 
     trained = trainer.accelerator.unwrap_model(trainer.model)
     trained.config.use_cache = True
-    if recipe.peft.enabled:
-        artifacts.write_directory(layout.adapter, functools.partial(save_adapter, trained, tokenizer, recipe.task))
-    else:
-        artifacts.write_directory(layout.model, functools.partial(_save_model, trainer, tokenizer))
+    save_trained(trainer, tokenizer, recipe, layout)
 
     metrics: dict[str, Any] = {
         "task": recipe.task,

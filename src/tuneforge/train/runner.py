@@ -354,11 +354,8 @@ def fine_tune(recipe: Recipe, *, resume: bool = False, callbacks: Sequence[Train
 
     if not distributed.writes_run(layout):
         pass  # a rank other than 0: rank 0 saves the one model
-    elif recipe.peft.enabled:
-        trained = trainer.accelerator.unwrap_model(trainer.model)
-        artifacts.write_directory(layout.adapter, functools.partial(save_adapter, trained, tokenizer, recipe.task))
     else:
-        artifacts.write_directory(layout.model, functools.partial(_save_model, trainer, tokenizer))
+        save_trained(trainer, tokenizer, recipe, layout)
 
     metrics: dict[str, Any] = {
         "task": recipe.task,
@@ -481,6 +478,15 @@ def _evaluate_tagging(trainer: Trainer, tokenizer: Any, tokenized: Any, split: A
 def _multilabel_names(targets: list[list[float]], labels: list[str]) -> list[list[str]]:
     """Multi-hot rows back to label names, for the predictions file's truth column."""
     return [[name for name, value in zip(labels, row, strict=True) if value >= 0.5] for row in targets]
+
+
+def save_trained(trainer: Trainer, tokenizer: Any, recipe: Recipe, layout: RunLayout) -> None:
+    """The trained weights into the run: the adapter alone for PEFT runs, otherwise the whole model."""
+    if recipe.peft.enabled:
+        trained = trainer.accelerator.unwrap_model(trainer.model)
+        artifacts.write_directory(layout.adapter, functools.partial(save_adapter, trained, tokenizer, recipe.task))
+    else:
+        artifacts.write_directory(layout.model, functools.partial(_save_model, trainer, tokenizer))
 
 
 def _save_model(trainer: Trainer, tokenizer: Any, folder: Path) -> None:
