@@ -94,12 +94,7 @@ def register(app: typer.Typer) -> None:
             from tuneforge.predict_multimodal import predict_file
 
             texts, rows = predict_file(predictor, data, batch_size)
-            frame = predictions_frame(texts, rows)
-            if output is None:
-                frame.to_csv(sys.stdout, index=False)
-            else:
-                artifacts.write_with(output, lambda path: frame.to_csv(path, index=False))
-                console.print(f"{len(frame)} predictions written to {output}")
+            _emit_frame(predictions_frame(texts, rows), output)
             return
         if predictor.recipe.task in GENERATIVE_TASKS:
             _predict_generative(predictor, data, output, text_column, batch_size, max_new_tokens)
@@ -126,18 +121,23 @@ def register(app: typer.Typer) -> None:
                 artifacts.write_text(output, lines)
                 console.print(f"{len(rows)} predictions written to {output}")
             return
-        frame = predictions_frame(texts, rows)
-        if output is None:
-            frame.to_csv(sys.stdout, index=False)
-        else:
-            artifacts.write_with(output, lambda path: frame.to_csv(path, index=False))
-            console.print(f"{len(frame)} predictions written to {output}")
+        _emit_frame(predictions_frame(texts, rows), output)
+
+
+def _emit_frame(frame: Any, output: Path | None) -> None:
+    """Predictions as CSV: to standard output, or atomically to `output`."""
+    from tuneforge import artifacts
+
+    if output is None:
+        frame.to_csv(sys.stdout, index=False)
+    else:
+        artifacts.write_with(output, lambda path: frame.to_csv(path, index=False))
+        console.print(f"{len(frame)} predictions written to {output}")
 
 
 def _predict_generative(predictor: Any, data: Path | None, output: Path | None, column: str | None,
                         batch_size: int, max_new_tokens: int | None) -> None:
     """Generated text (or, for classification as text, the label) per input of a seq2seq or causal-lm run."""
-    from tuneforge import artifacts
     from tuneforge.predict_generative import generate_texts, read_inputs
     from tuneforge.predict_io import predictions_frame
 
@@ -153,12 +153,7 @@ def _predict_generative(predictor: Any, data: Path | None, output: Path | None, 
         texts = generate_texts(predictor, inputs, batch_size, max_new_tokens=max_new_tokens)
         rows = [{"generated": text} for text in texts]
     shown = [value if isinstance(value, str) else json.dumps(value, ensure_ascii=False) for value in inputs]
-    frame = predictions_frame(shown, rows)
-    if output is None:
-        frame.to_csv(sys.stdout, index=False)
-    else:
-        artifacts.write_with(output, lambda path: frame.to_csv(path, index=False))
-        console.print(f"{len(frame)} predictions written to {output}")
+    _emit_frame(predictions_frame(shown, rows), output)
 
 
 def _evaluate_generative(predictor: Any, run_dir: Path, data: Path, output: Path | None,
