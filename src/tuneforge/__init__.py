@@ -57,10 +57,13 @@ def _warn(problems: list[Problem]) -> None:
         warnings.warn(str(problem), UserWarning, stacklevel=3)
 
 
-def load(run_dir: str | Path, device: str = "auto", backend: str = "torch", task_name: str | None = None
-         ) -> Predictor:
+def load(run_dir: str | Path, device: str = "auto", backend: str = "torch", task_name: str | None = None,
+         trust_run_code: bool = False) -> Predictor:
     """A predictor rebuilt from a run directory alone; `backend="onnx"` runs its ONNX export with ONNX Runtime.
-    An ensemble directory loads as an ensemble; a multi-task run needs `task_name` (one of its tasks)."""
+    An ensemble directory loads as an ensemble; a multi-task run needs `task_name` (one of its tasks).
+
+    A run that names code (domain functions, evaluation plugins, remote model code) is refused unless
+    `trust_run_code=True` or the user's settings file allows it: loading it would run that code."""
     from tuneforge.predict import Predictor
 
-    return Predictor.from_run(run_dir, device, backend=backend, task_name=task_name)
+    return Predictor.from_run(run_dir, device, backend=backend, task_name=task_name, trust_run_code=trust_run_code)

@@ -16,6 +16,7 @@ from tuneforge.models.peft import load_run_model
 from tuneforge.recipe import GENERATIVE_TASKS, Recipe
 from tuneforge.run import RunLayout, read_run_recipe
 from tuneforge.tasks import get_task
+from tuneforge.trust import RunCodeTrust, check_run_code
 
 
 def pick_device(preference: str = "auto") -> torch.device:
@@ -59,6 +60,7 @@ class Predictor:
         self.thresholds: list[float] | None = None
         self.rules: Any = None  # domain preprocessing (data/domain_rules.py), applied before tokenising
         self.run_dir: Path | None = None  # set by from_run; a classification-as-text run reads its labels there
+        self.trust = RunCodeTrust(allow_all=True)  # from_run narrows it; a predictor built in code is the caller's
         self.precision = "fp32"  # "bf16": autocast on a GPU or a CPU with native bf16 (see use_precision)
         if self.multilabels is not None:
             self.thresholds = [float(t) for t in thresholds] if thresholds is not None else \
@@ -66,32 +68,39 @@ class Predictor:
 
     @classmethod
     def from_run(cls, run_dir: str | Path, device: str = "auto", backend: str = "torch",
-                 task_name: str | None = None) -> Predictor:
+                 task_name: str | None = None, trust_run_code: bool | RunCodeTrust = False) -> Predictor:
         """`backend="onnx"` scores with ONNX Runtime on the CPU from the run's onnx/ export (`tuneforge export
         RUN --format onnx`); everything else (labels, temperature, thresholds) is the same. An ensemble directory
         gives an EnsemblePredictor and a multi-task run the predictor of its task `task_name`, both with this
-        class's interface."""
+        class's interface.
+
+        A run whose recipe names code (domain functions, evaluation plugins, remote model code) is refused unless
+        `trust_run_code` is True or the user's settings file allows each path (see `tuneforge.trust`)."""
         layout = RunLayout(Path(run_dir))
+        recipe = read_run_recipe(layout.root)
+        trust = RunCodeTrust.resolve(trust_run_code)
+        check_run_code(layout.root, recipe, trust, plugins=False)  # plugins: checked when evaluating
         if layout.ensemble.is_file():
             from tuneforge.ensemble.predictor import EnsemblePredictor
 
-            return EnsemblePredictor.from_dir(layout.root, device)  # type: ignore[return-value]
+            return EnsemblePredictor.from_dir(layout.root, device, trust)  # type: ignore[return-value]
         if layout.multitask.is_file():
             from tuneforge.train.multitask import task_predictor
 
-            return task_predictor(layout.root, task_name, device)
+            predictor = task_predictor(layout.root, task_name, device)
+            predictor.trust = trust
+            return predictor
         from tuneforge.predict_multimodal import MultimodalPredictor, is_multimodal_run
 
         if is_multimodal_run(layout.root):  # rows of typed columns in, the same outputs (predict_multimodal.py)
             return MultimodalPredictor.from_run(layout.root, device)  # type: ignore[return-value]
-        recipe = read_run_recipe(layout.root)
         if backend == "onnx":
             from tuneforge.models.onnx import load_onnx_model
 
             model, tokenizer = load_onnx_model(layout.root)
             device = "cpu"
         elif backend == "torch":
-            model, tokenizer = load_run_model(layout.root)  # model/, or base + adapter for prompt/prefix tuning
+            model, tokenizer = load_run_model(layout.root, trust)  # model/, or base + adapter for prompt/prefix tuning
         else:
             raise TuneforgeError(f"unknown backend '{backend}'", fix="use backend 'torch' or 'onnx'")
         temperature = read_temperature(layout.calibration) if recipe.task == "classification" else 1.0
@@ -103,8 +112,9 @@ class Predictor:
             thresholds = read_thresholds(layout.thresholds, [id2label[i] for i in sorted(id2label)])
         predictor = cls(model, tokenizer, recipe, pick_device(device), temperature=temperature,
                         thresholds=thresholds)
-        predictor.rules = read_rules(layout.root)  # the domain rules the model was trained with, if any
+        predictor.rules = read_rules(layout.root, trust)  # the domain rules the model was trained with, if any
         predictor.run_dir = layout.root
+        predictor.trust = trust
         return predictor
 
     def use_precision(self, precision: str) -> Predictor:

@@ -159,4 +159,4 @@ class Run:
     def predictor(self) -> Any:
         from tuneforge.predict import Predictor
 
-        return Predictor.from_run(self.directory)
+        return Predictor.from_run(self.directory, trust_run_code=True)  # this process trained it from its recipe

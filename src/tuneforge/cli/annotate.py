@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from tuneforge.cli.common import quiet_libraries
+from tuneforge.cli.common import quiet_libraries, trust_option
 from tuneforge.cli.display import console, errors
 from tuneforge.lifecycle.active_learning import STRATEGIES
 
@@ -25,6 +25,7 @@ def select_command(
     text_column: str = typer.Option(None, help="Text column in --pool (default: the run's)."),
     seed: int = typer.Option(0, help="Seed of the random strategy."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    trust_run_code: bool = trust_option(),
 ) -> None:
     """Write the BUDGET pool texts the run's model is least sure about, with an empty label column to fill in,
     the score they were chosen by and the model's guess."""
@@ -32,7 +33,7 @@ def select_command(
     from tuneforge.lifecycle.annotation import select_for_labelling, write_frame
     from tuneforge.predict import Predictor
 
-    predictor = Predictor.from_run(run_dir, device)
+    predictor = Predictor.from_run(run_dir, device, trust_run_code=trust_run_code)
     result = select_for_labelling(predictor, pool, budget, strategy, text_column, seed)
     write_frame(output, result.frame)
     note = f" ({result.duplicates_dropped} repeated texts counted once)" if result.duplicates_dropped else ""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 from tuneforge.errors import TuneforgeError
 from tuneforge.recipe import Recipe, load_recipe, recipe_from_dict
@@ -26,6 +27,16 @@ FLAG_FIELDS = {
     "task": "task",
     "output": "output.dir",
 }
+
+
+TRUST_HELP = ("Run code the run directory names (domain functions, evaluation plugins, remote model code). Only for "
+              "runs from someone you trust: that code runs with your permissions.")
+
+
+def trust_option() -> Any:
+    import typer
+
+    return typer.Option(False, "--trust-run-code", help=TRUST_HELP)
 
 
 def quiet_libraries() -> None:
@@ -60,9 +71,14 @@ def build_recipe(recipe_path: Path | None, sets: list[str] | None, **flags: obje
     return recipe_from_dict({}, overrides, source="command line")
 
 
-def recipe_for_resume(output: Path) -> Recipe:
+def recipe_for_resume(output: Path, trust_run_code: bool = False) -> Recipe:
+    """The recipe an interrupted run was started with; code it names runs only when trusted (`tuneforge.trust`)."""
+    from tuneforge.trust import check_run_code
+
     layout = RunLayout(output)
     if not layout.recipe.is_file():
         raise TuneforgeError(f"{output} holds no run to resume (no recipe.yaml)",
                              fix="pass the --output of the interrupted run, or the recipe file")
-    return load_recipe(layout.recipe)
+    recipe = load_recipe(layout.recipe)
+    check_run_code(layout.root, recipe, trust_run_code)
+    return recipe

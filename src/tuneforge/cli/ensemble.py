@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from tuneforge.cli.common import trust_option
 from tuneforge.cli.display import console, fmt
 from tuneforge.ensemble import METHODS
 
@@ -40,6 +41,7 @@ def register(app: typer.Typer) -> None:
         output: Path = typer.Option(..., "--output", help="The ensemble's run directory."),
         device: str = typer.Option("auto", help="auto, cpu or cuda."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output folder."),
+        trust_run_code: bool = trust_option(),
     ) -> None:
         """Combine runs into an ensemble directory that evaluate, predict and serve accept like any run."""
         from tuneforge.cli.common import quiet_libraries
@@ -50,7 +52,7 @@ def register(app: typer.Typer) -> None:
             raise TuneforgeError(f"unknown ensemble method '{method}'", fix=f"use --method {' | '.join(METHODS)}")
         quiet_libraries()
         run = build_ensemble(runs, method, output, validation=validation, test=test, device=device,
-                             overwrite=overwrite)
+                             overwrite=overwrite, trust_run_code=trust_run_code)
         weights = run.metrics["ensemble"]["weights"]
         if weights:
             console.print("weights: " + ", ".join(f"{path.name}={weight:.3f}" for path, weight in zip(runs, weights,

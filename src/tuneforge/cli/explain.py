@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from tuneforge.cli.common import quiet_libraries
+from tuneforge.cli.common import quiet_libraries, trust_option
 from tuneforge.errors import TuneforgeError
 
 
@@ -51,6 +51,7 @@ def register(app: typer.Typer) -> None:
         shap_evals: int = typer.Option(200, min=10, help="SHAP model evaluations per text."),
         lime_samples: int = typer.Option(300, min=10, help="LIME perturbed samples per text."),
         device: str = typer.Option("auto", help="auto, cpu or cuda."),
+        trust_run_code: bool = trust_option(),
     ) -> None:
         """Explain predictions: token attributions (Integrated Gradients, SHAP, LIME) and attention maps,
         written as JSON, a self-contained HTML page and PNG heatmaps."""
@@ -66,7 +67,7 @@ def register(app: typer.Typer) -> None:
         from tuneforge.predict import Predictor
         from tuneforge.predict_io import read_texts
 
-        predictor = Predictor.from_run(run_dir, device)
+        predictor = Predictor.from_run(run_dir, device, trust_run_code=trust_run_code)
         if getattr(predictor, "multimodal", False):  # each modality's contribution, by ablation
             from tuneforge.explain.modality import explain_file, modality_table
 

@@ -8,7 +8,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from tuneforge.cli.common import quiet_libraries
+from tuneforge.cli.common import quiet_libraries, trust_option
 from tuneforge.cli.display import console, errors, fmt
 
 
@@ -143,6 +143,7 @@ def register(app: typer.Typer) -> None:
         output: Path = typer.Option(None, help="Folder for fairness.json (default: RUN_DIR)."),
         batch_size: int = typer.Option(64, min=1, help="Texts per batch."),
         device: str = typer.Option("auto", help="auto, cpu or cuda."),
+        trust_run_code: bool = trust_option(),
     ) -> None:
         """Group metrics, disparities and counterfactual flips of a classifier; exits 1 when a threshold is breached.
 
@@ -154,7 +155,7 @@ def register(app: typer.Typer) -> None:
         from tuneforge.predict import Predictor
         from tuneforge.recipe import FairnessSpec
 
-        predictor = Predictor.from_run(run_dir, device)
+        predictor = Predictor.from_run(run_dir, device, trust_run_code=trust_run_code)
         flags = {
             "sensitive_columns": sensitive_column or None,
             "identity_categories": category or None,
@@ -177,7 +178,7 @@ def register(app: typer.Typer) -> None:
         if compare:
             named = {run_dir.name: report}
             for other in compare:
-                other_predictor = Predictor.from_run(other, device)
+                other_predictor = Predictor.from_run(other, device, trust_run_code=trust_run_code)
                 other_data = read_audit_data(other_predictor, data, spec.sensitive_columns)
                 other_spec = spec.model_copy(update={"positive_label": report["positive_label"]})
                 name = other.name if other.name not in named else str(other)

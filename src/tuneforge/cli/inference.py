@@ -9,7 +9,7 @@ from typing import Any
 
 import typer
 
-from tuneforge.cli.common import quiet_libraries
+from tuneforge.cli.common import quiet_libraries, trust_option
 from tuneforge.cli.display import console, errors, show_metrics
 from tuneforge.errors import DataError, Problem
 from tuneforge.recipe import GENERATIVE_TASKS
@@ -26,6 +26,7 @@ def register(app: typer.Typer) -> None:
                                                     "token classification)."),
         device: str = typer.Option("auto", help="auto, cpu or cuda."),
         task_name: str = typer.Option(None, "--task-name", help="Multi-task runs: the task to score."),
+        trust_run_code: bool = trust_option(),
     ) -> None:
         """Score a trained run on a labelled file; prints and writes the metrics, calibration, error analysis and
         the results of the recipe's evaluation plugins."""
@@ -38,7 +39,7 @@ def register(app: typer.Typer) -> None:
         from tuneforge.predict_io import predictions_frame
         from tuneforge.run import RunLayout
 
-        predictor = Predictor.from_run(run_dir, device, task_name=task_name)
+        predictor = Predictor.from_run(run_dir, device, task_name=task_name, trust_run_code=trust_run_code)
         if predictor.recipe.task in GENERATIVE_TASKS:
             _evaluate_generative(predictor, run_dir, data, output, predictions)
             return
@@ -79,6 +80,7 @@ def register(app: typer.Typer) -> None:
         max_new_tokens: int = typer.Option(None, min=1, help="seq2seq, causal-lm: most tokens generated per input "
                                                              "(default: the run's generation.max_new_tokens)."),
         task_name: str = typer.Option(None, "--task-name", help="Multi-task runs: the task to predict."),
+        trust_run_code: bool = trust_option(),
     ) -> None:
         """Predict labels (with class probabilities) or scores for new texts; generate text for seq2seq and
         causal-lm runs (a `generated` column)."""
@@ -88,7 +90,8 @@ def register(app: typer.Typer) -> None:
         from tuneforge.predict import Predictor
         from tuneforge.predict_io import predictions_frame, read_texts
 
-        predictor = Predictor.from_run(run_dir, device, backend=backend, task_name=task_name)
+        predictor = Predictor.from_run(run_dir, device, backend=backend, task_name=task_name,
+                                         trust_run_code=trust_run_code)
         spec = predictor.recipe.data
         if getattr(predictor, "multimodal", False):  # rows of typed columns, not texts (predict_multimodal.py)
             from tuneforge.predict_multimodal import predict_file

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from tuneforge.cli.common import quiet_libraries
+from tuneforge.cli.common import quiet_libraries, trust_option
 from tuneforge.cli.display import console, fmt
 from tuneforge.errors import TuneforgeError
 
@@ -51,6 +51,7 @@ def register(app: typer.Typer) -> None:
                                                                  "(repeat the option)."),
         output: Path = typer.Option(None, help="JSON to write (default: RUN_DIR/evaluations/crosslingual.json)."),
         device: str = typer.Option("auto", help="auto, cpu or cuda."),
+        trust_run_code: bool = trust_option(),
     ) -> None:
         """Score one run on the same task in several languages: one row per language (zero-shot transfer when
         the run never saw that language)."""
@@ -63,7 +64,7 @@ def register(app: typer.Typer) -> None:
         from tuneforge.run import RunLayout
 
         files = _language_files(eval_files)
-        predictor = Predictor.from_run(run_dir, device)
+        predictor = Predictor.from_run(run_dir, device, trust_run_code=trust_run_code)
         if predictor.labels is None:
             raise TuneforgeError("crosslingual scores classification runs", fix="pass a classification run")
         rows = evaluate_languages(predictor, files)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import typer
 
+from tuneforge.cli.common import trust_option
 from tuneforge.cli.display import console
 from tuneforge.errors import TuneforgeError
 
@@ -68,6 +69,7 @@ def register(app: typer.Typer) -> None:
                                     "warnings too)."),
         registry_uri: str = typer.Option(None, "--registry-uri", envvar="TUNEFORGE_REGISTRY_URI",
                                          show_default=False, help="MLflow registry URI for NAME@alias."),
+        trust_run_code: bool = trust_option(),
     ) -> int:
         """Compare recent traffic with the training data (lengths, vocabulary, embeddings, predicted labels,
         confidence, accuracy on fed-back labels); print the verdict, write the report; exit 3 on drift."""
@@ -113,7 +115,7 @@ def register(app: typer.Typer) -> None:
             from tuneforge.lifecycle.embeddings import sentence_embeddings
             from tuneforge.predict import Predictor
 
-            predictor = Predictor.from_run(run_dir, "cpu")
+            predictor = Predictor.from_run(run_dir, "cpu", trust_run_code=trust_run_code)
             reference_embeddings = sentence_embeddings(predictor, reference.texts)
             traffic_embeddings = sentence_embeddings(predictor, traffic.texts)
         checks = run_checks(reference, traffic, reference_embeddings, traffic_embeddings)

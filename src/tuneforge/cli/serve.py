@@ -11,7 +11,7 @@ from typing import Any
 
 import typer
 
-from tuneforge.cli.common import quiet_libraries
+from tuneforge.cli.common import quiet_libraries, trust_option
 from tuneforge.cli.registry import FEEDBACK_VARIABLE, open_registry, registry_option, tuneforge_home
 from tuneforge.errors import TuneforgeError
 
@@ -89,6 +89,7 @@ def register(app: typer.Typer) -> None:
                                              help="Store every answered prediction (input, output, confidence, "
                                                   "version)."),
         log_level: str = typer.Option("info", help="uvicorn log level: critical, error, warning, info, debug."),
+        trust_run_code: bool = trust_option(),
     ) -> None:
         """Serve a model over HTTP: POST /predict, /explain, /feedback, GET /health, /metrics (Prometheus);
         the API schema is at /openapi.json and interactive docs at /docs."""
@@ -99,7 +100,8 @@ def register(app: typer.Typer) -> None:
         threads = threads or max(1, (os.cpu_count() or 1) // workers)
         settings = ServeSettings(host=host, port=port, token=token or None, max_batch=max_batch,
                                  max_text_chars=max_text_chars, device=device, threads=threads,
-                                 reload_interval=reload_interval, log_predictions=log_predictions)
+                                 reload_interval=reload_interval, log_predictions=log_predictions,
+                                 trust_run_code=trust_run_code)
         check_exposure(settings)
         quiet_libraries()
         import uvicorn

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from tuneforge.cli.common import build_recipe, quiet_libraries, recipe_for_resume
+from tuneforge.cli.common import build_recipe, quiet_libraries, recipe_for_resume, trust_option
 from tuneforge.cli.display import RichProgressCallback, console, show_metrics, show_problems
 from tuneforge.demo import demo_recipe
 from tuneforge.recipe import Recipe
@@ -87,12 +87,13 @@ def register(app: typer.Typer) -> None:
                                          show_default=False, help="MLflow registry URI for --register."),
         nproc: int = typer.Option(1, "--nproc", min=1, help="Processes on this machine, started through torchrun "
                                   "(DDP by default; train.distributed picks fsdp or deepspeed)."),
+        trust_run_code: bool = trust_option(),
     ) -> None:
         """Fine-tune a model from a recipe, or from flags alone."""
         if os.environ.get("RANK", "0") != "0":  # a torchrun worker other than rank 0: rank 0 does the talking
             console.quiet = True
         if recipe is None and resume and output is not None and data is None:
-            built = recipe_for_resume(output)
+            built = recipe_for_resume(output, trust_run_code)
         else:
             built = build_recipe(recipe, sets, data=data, validation=validation, test=test, text_column=text_column,
                                  text_pair_column=text_pair_column, label_column=label_column, model=model,

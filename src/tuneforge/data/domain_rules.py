@@ -23,6 +23,7 @@ import yaml
 
 from tuneforge import artifacts
 from tuneforge.errors import Problem, RecipeError, TuneforgeError
+from tuneforge.trust import RunCodeTrust
 
 PACK_DIR = Path(__file__).with_name("rule_packs")
 RULES_FILE = "domain_rules.json"
@@ -179,13 +180,20 @@ def write_rules(run_dir: Path, rules: TextRules) -> None:
         artifacts.write_json(Path(run_dir) / RULES_FILE, rules.to_dict())
 
 
-def read_rules(run_dir: Path) -> TextRules | None:
-    """The rules a run was trained with, or None when it used none."""
+def read_rules(run_dir: Path, trust_run_code: bool | RunCodeTrust = False) -> TextRules | None:
+    """The rules a run was trained with, or None when it used none.
+
+    The file can name functions, which every prediction would call: they are refused unless trusted (a run
+    directory can come from anyone; see `tuneforge.trust`)."""
     path = Path(run_dir) / RULES_FILE
     if not path.is_file():
         return None
     try:
-        return TextRules.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        rules = TextRules.from_dict(json.loads(path.read_text(encoding="utf-8")))
     except (ValueError, TypeError) as error:
         raise TuneforgeError(f"{path} is not a valid rules file ({error})",
                              fix="restore it from the run, or retrain") from None
+    if rules.functions:
+        RunCodeTrust.resolve(trust_run_code).check(run_dir, [(f"{RULES_FILE} functions", str(function))
+                                                             for function in rules.functions])
+    return rules

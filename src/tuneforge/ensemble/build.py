@@ -105,7 +105,7 @@ def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
 
 def build_ensemble(runs: Sequence[str | Path], method: str, output: str | Path, *,
                    validation: str | Path | None = None, test: str | Path | None = None, device: str = "auto",
-                   overwrite: bool = False, batch_size: int = 64) -> Run:
+                   overwrite: bool = False, batch_size: int = 64, trust_run_code: bool = False) -> Run:
     """Combine finished runs into an ensemble run directory and return it as a `Run`.
 
     mean and vote need no data (validation and test, when given, are scored); weighted fits member weights and
@@ -139,7 +139,7 @@ def build_ensemble(runs: Sequence[str | Path], method: str, output: str | Path, 
                                  fix="pass --overwrite to replace it, or choose another --output")
         shutil.rmtree(root)
 
-    predictors = [Predictor.from_run(path, device) for path in paths]
+    predictors = [Predictor.from_run(path, device, trust_run_code=trust_run_code) for path in paths]
     task, labels = check_members(paths, predictors)
     reference = predictors[0]
     splits = {role: read_labelled(path, reference, labels)

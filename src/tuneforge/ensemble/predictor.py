@@ -92,7 +92,7 @@ class EnsemblePredictor:
         self.stacker = combine.Stacker.from_json(spec.stacker) if spec.stacker is not None else None
 
     @classmethod
-    def from_dir(cls, root: str | Path, device: str = "auto") -> EnsemblePredictor:
+    def from_dir(cls, root: str | Path, device: str = "auto", trust_run_code: Any = False) -> EnsemblePredictor:
         from tuneforge.predict import Predictor
 
         root = Path(root)
@@ -104,7 +104,7 @@ class EnsemblePredictor:
                 raise TuneforgeError(f"member run '{written}' of the ensemble {root} is missing (looked in {path})",
                                      fix="put the member run back, or rebuild the ensemble with `tuneforge "
                                          "ensemble`")
-            members.append(Predictor.from_run(path, device))
+            members.append(Predictor.from_run(path, device, trust_run_code=trust_run_code))
         return cls(members, spec, read_run_recipe(root))
 
     @property

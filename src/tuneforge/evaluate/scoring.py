@@ -19,6 +19,7 @@ from tuneforge.evaluate.plugins import load_plugins, run_plugins
 from tuneforge.predict import Predictor
 from tuneforge.recipe import Recipe
 from tuneforge.tasks import get_task
+from tuneforge.trust import RunCodeTrust
 
 
 def error_groups(recipe: Recipe, texts: Sequence[str], columns: Mapping[str, Sequence[Any]] | None = None
@@ -97,6 +98,10 @@ def score_file(predictor: Predictor, path: str | Path, batch_size: int = 64) -> 
     """
     spec = predictor.recipe.data
     plugin_paths = predictor.recipe.evaluation.plugins
+    if plugin_paths:  # a loaded run's plugins are its code: run them only when trusted (tuneforge.trust)
+        where = getattr(predictor, "run_dir", None) or "being scored"
+        RunCodeTrust.resolve(getattr(predictor, "trust", False)).check(
+            where, [("evaluation.plugins", str(plugin)) for plugin in plugin_paths])
     load_plugins(plugin_paths)  # a misnamed plugin is a configuration error: stop before any inference
     path = str(path)
     dataset = read_table(path, "test")

@@ -281,7 +281,8 @@ class Service:
     def load(self, root: Path, version: str | None, recipe: Recipe) -> Loaded:
         from tuneforge.predict import Predictor
 
-        return Loaded(Predictor.from_run(root, self.settings.device), recipe, root, version)
+        return Loaded(Predictor.from_run(root, self.settings.device,
+                                            trust_run_code=self.settings.trust_run_code), recipe, root, version)
 
     def swap(self, loaded: Loaded) -> None:
         """One reference assignment: requests that already hold the old model finish on it."""

@@ -36,6 +36,8 @@ class ServeSettings:
     reload_interval: float = 10.0
     # Store every answered prediction (input, output, confidence, version) when a feedback store is given.
     log_predictions: bool = True
+    # Run the code a served run names (domain functions, remote model code); off: such a run is refused.
+    trust_run_code: bool = False
 
     def __post_init__(self) -> None:
         for name in ("max_batch", "max_text_chars", "batch_size", "ig_steps", "shap_evals", "lime_samples"):

@@ -28,6 +28,7 @@ from tuneforge.models.loading import load_generative_model, load_sequence_model,
 from tuneforge.models.resolve import ResolvedModel, resolve_model
 from tuneforge.recipe import GENERATIVE_TASKS, PeftSpec, Recipe
 from tuneforge.run import RunLayout, read_run_recipe
+from tuneforge.trust import REMOTE_CODE, RunCodeTrust
 
 MERGEABLE = ("lora", "qlora", "ia3")
 PROMPT_METHODS = ("prompt_tuning", "prefix_tuning")
@@ -287,13 +288,17 @@ def _base_model(recipe: Recipe, layout: RunLayout) -> ResolvedModel:
         ) from None
 
 
-def load_adapter_model(run_dir: str | Path) -> tuple[Any, PreTrainedTokenizerBase]:
-    """Base model (from the run's recipe) + the run's adapter, ready for inference; nothing merged."""
+def load_adapter_model(run_dir: str | Path, trust_run_code: Any = False) -> tuple[Any, PreTrainedTokenizerBase]:
+    """Base model (from the run's recipe) + the run's adapter, ready for inference; nothing merged.
+
+    A recipe with model.trust_remote_code would run the base model's own code: refused unless trusted."""
     from peft import PeftModel
     from transformers import AutoTokenizer
 
     layout = RunLayout(Path(run_dir))
     recipe = read_run_recipe(layout.root)
+    if recipe.model.trust_remote_code:
+        RunCodeTrust.resolve(trust_run_code).check(layout.root, [(REMOTE_CODE, REMOTE_CODE)])
     if not layout.has_adapter():
         raise TuneforgeError(f"run '{layout.root}' has no adapter (no adapter/adapter_config.json)",
                              fix="pass a run trained with a peft.method other than none")
@@ -308,13 +313,13 @@ def load_adapter_model(run_dir: str | Path) -> tuple[Any, PreTrainedTokenizerBas
     return model.eval(), tokenizer
 
 
-def load_run_model(run_dir: str | Path) -> tuple[Any, PreTrainedTokenizerBase]:
+def load_run_model(run_dir: str | Path, trust_run_code: Any = False) -> tuple[Any, PreTrainedTokenizerBase]:
     """A run's trained model: the full (or merged) model in model/, else base + adapter (prompt/prefix tuning)."""
     layout = RunLayout(Path(run_dir))
     if layout.has_model():
         return load_trained_model(str(layout.model))
     if layout.has_adapter():
-        return load_adapter_model(layout.root)
+        return load_adapter_model(layout.root, trust_run_code)
     raise TuneforgeError(f"run '{run_dir}' has no trained model yet (no model/ or adapter/ folder)",
                          fix="finish training first; resume an interrupted run with `tuneforge train --resume`")
 

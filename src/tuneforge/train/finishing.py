@@ -72,7 +72,8 @@ def finish_run(layout: RunLayout, recipe: Recipe, test: datasets.Dataset | None,
 
     def loaded() -> Any:
         if not predictor:
-            predictor.append(Predictor.from_run(layout.root, recipe.train.device))
+            # the run this process just trained from the user's recipe: its code is the user's own
+            predictor.append(Predictor.from_run(layout.root, recipe.train.device, trust_run_code=True))
         return predictor[0]
 
     if test is not None and len(test) and wants_fairness_audit(recipe):
