@@ -150,8 +150,7 @@ def encoder_baseline(job: dict[str, Any]) -> dict[str, Any]:
 
 def encoder_ours(job: dict[str, Any]) -> dict[str, Any]:
     import tuneforge
-    from tuneforge.predict import pick_device
-    from tuneforge.train.runner import resolve_precision
+    from tuneforge.runtime import pick_device, resolve_precision
 
     started = time.perf_counter()
     precision = job["ours_precision"]
@@ -287,7 +286,7 @@ def better(results: list[dict[str, Any]], key: str) -> dict[str, Any]:
 def encoder_workload(args: argparse.Namespace, scratch: Path, rows: list[dict[str, Any]],
                      notes: list[str]) -> str:
     from tuneforge.models.resolve import resolve_model
-    from tuneforge.train.speed import cpu_bf16_native
+    from tuneforge.runtime import cpu_bf16_native
 
     splits, labels = load_emotion(args.data_dir, args.train_rows, args.validation_rows)
     model = resolve_model("minilm").path
@@ -323,7 +322,7 @@ def predict_workload(args: argparse.Namespace, scratch: Path, run: str, rows: li
     texts = (splits["validation"]["texts"] + splits["test"]["texts"])[:args.predict_rows]
     model_dir = str(Path(run) / "model")
     tokens = token_count(model_dir, texts, args.max_length)
-    from tuneforge.train.speed import cpu_bf16_native
+    from tuneforge.runtime import cpu_bf16_native
 
     precision = "bf16" if args.device == "cuda" or cpu_bf16_native() else "fp32"
     job = {"texts": texts, "run": run, "model_dir": model_dir, "device": args.device, "max_length": args.max_length,
@@ -440,8 +439,7 @@ def decoder_baseline(job: dict[str, Any]) -> dict[str, Any]:
 
 def decoder_ours(job: dict[str, Any]) -> dict[str, Any]:
     import tuneforge
-    from tuneforge.predict import pick_device
-    from tuneforge.train.runner import resolve_precision
+    from tuneforge.runtime import pick_device, resolve_precision
 
     started = time.perf_counter()
     recipe = {
@@ -497,7 +495,7 @@ def matmul_parameters(model: str) -> int:
 def decoder_workload(args: argparse.Namespace, scratch: Path, rows: list[dict[str, Any]], notes: list[str]) -> None:
     from transformers import AutoTokenizer
 
-    from tuneforge.train.speed import cpu_bf16_native
+    from tuneforge.runtime import cpu_bf16_native
 
     size = args.model_size or ("1.1b" if args.device == "cuda" else "small")
     pairs = load_reviews(args.data_dir, args.decoder_rows + args.decoder_rows // 5)

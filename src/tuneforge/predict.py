@@ -15,17 +15,9 @@ from tuneforge.evaluate.calibration import check_temperature, read_temperature, 
 from tuneforge.models.peft import load_run_model
 from tuneforge.recipe import GENERATIVE_TASKS, Recipe
 from tuneforge.run import RunLayout, read_run_recipe
+from tuneforge.runtime import cpu_bf16_native, pick_device
 from tuneforge.tasks import get_task
 from tuneforge.trust import RunCodeTrust, check_run_code
-
-
-def pick_device(preference: str = "auto") -> torch.device:
-    if preference == "cuda" or (preference == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise TuneforgeError("device 'cuda' was asked for but no GPU is visible",
-                                 fix="use --device cpu (or train.device: cpu), or check the CUDA driver")
-        return torch.device("cuda")
-    return torch.device("cpu")
 
 
 class Predictor:
@@ -123,8 +115,6 @@ class Predictor:
         if precision not in ("fp32", "bf16"):
             raise TuneforgeError(f"unknown precision '{precision}'", fix="use fp32 or bf16")
         if precision == "bf16" and self.device.type == "cpu":
-            from tuneforge.train.speed import cpu_bf16_native
-
             if not cpu_bf16_native():
                 raise TuneforgeError("bf16 prediction needs a GPU or a CPU with AVX-512 BF16 or AMX; this CPU has "
                                      "neither, so bf16 would be emulated and slower", fix="use precision fp32")

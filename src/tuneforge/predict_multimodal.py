@@ -69,7 +69,7 @@ class MultimodalPredictor:
 
     @classmethod
     def from_run(cls, run_dir: str | Path, device: str = "auto") -> MultimodalPredictor:
-        from tuneforge.predict import pick_device
+        from tuneforge.runtime import pick_device
 
         layout = RunLayout(Path(run_dir))
         recipe = read_run_recipe(layout.root)

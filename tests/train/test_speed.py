@@ -9,8 +9,7 @@ import torch
 import tuneforge
 from tests.conftest import tiny_recipe
 from tuneforge.errors import TuneforgeError
-from tuneforge.train.runner import resolve_precision
-from tuneforge.train.speed import cpu_bf16_native
+from tuneforge.runtime import cpu_bf16_native, resolve_precision
 
 QUICK = {"early_stopping": {"enabled": False}, "evaluation": {"explain_examples": 0},
          "fairness": {"identity_categories": [], "counterfactual": False}}

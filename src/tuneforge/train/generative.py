@@ -36,11 +36,11 @@ from tuneforge.models.freezing import apply_freezing, count_parameters
 from tuneforge.models.loading import check_generative_model, load_generative_model, load_tokenizer
 from tuneforge.models.peft import MERGEABLE, apply_peft, quantized_loading, write_merged_model
 from tuneforge.models.resolve import resolve_model
-from tuneforge.predict import pick_device
 from tuneforge.predict_generative import evaluate_split
 from tuneforge.recipe import Recipe
 from tuneforge.report import plots
 from tuneforge.run import Run, RunLayout
+from tuneforge.runtime import pick_device, resolve_precision
 from tuneforge.tasks import causal_lm, seq2seq
 from tuneforge.tasks.generation import SAMPLE_COUNT, apply_to_generation_config
 from tuneforge.train.callbacks import JsonlLogCallback
@@ -50,7 +50,6 @@ from tuneforge.train.runner import (
     TuneforgeTrainer,
     _prepare_run_dir,
     _training_arguments,
-    resolve_precision,
     save_trained,
     tensorboard_callback,
     trainer_trainable,

@@ -43,9 +43,9 @@ from tuneforge.models.freezing import apply_freezing, count_parameters, set_trai
 from tuneforge.models.loading import load_tokenizer
 from tuneforge.models.multimodal import MultimodalConfig, MultimodalModel, load_encoder
 from tuneforge.models.resolve import resolve_model
-from tuneforge.predict import pick_device
 from tuneforge.recipe import Recipe
 from tuneforge.run import Run, RunLayout
+from tuneforge.runtime import pick_device, resolve_precision
 from tuneforge.tasks import get_task
 from tuneforge.train.callbacks import JsonlLogCallback
 from tuneforge.train.losses import build_loss, resolve_class_weights
@@ -57,7 +57,6 @@ from tuneforge.train.runner import (
     _training_arguments,
     _write_plots,
     _write_predictions,
-    resolve_precision,
     tensorboard_callback,
 )
 

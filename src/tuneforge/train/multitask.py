@@ -33,10 +33,11 @@ from tuneforge.data.prepare import LABEL_FIELD, PreparedData, prepare_data
 from tuneforge.errors import Problem, TuneforgeError
 from tuneforge.evaluate.calibration import fit_temperature
 from tuneforge.models.resolve import resolve_model
-from tuneforge.predict import Predictor, pick_device
+from tuneforge.predict import Predictor
 from tuneforge.recipe import Recipe, TaskSpec
 from tuneforge.report import plots
 from tuneforge.run import Run, RunLayout, read_run_recipe
+from tuneforge.runtime import pick_device, resolve_precision
 from tuneforge.tasks import get_task
 from tuneforge.tasks.text import tokenize_dataset
 from tuneforge.train.callbacks import JsonlLogCallback
@@ -262,7 +263,7 @@ def fine_tune_multitask(recipe: Recipe, *, resume: bool = False, callbacks: Sequ
     """Train every task of `recipe.tasks` over one encoder; per-task metrics, early stopping on their mean."""
     from tuneforge.evaluate.scoring import analyse_predictions
     from tuneforge.train.distributed import process_state
-    from tuneforge.train.runner import _training_arguments, resolve_precision, tensorboard_callback
+    from tuneforge.train.runner import _training_arguments, tensorboard_callback
 
     device = pick_device(recipe.train.device)
     if process_state(device) is not None:  # heads idle in another task's batch would stall DDP's gradient sync

@@ -41,10 +41,10 @@ from tuneforge.models.freezing import apply_freezing, count_parameters
 from tuneforge.models.loading import load_sequence_model, load_tokenizer
 from tuneforge.models.peft import MERGEABLE, apply_peft, quantized_loading, save_adapter, write_merged_model
 from tuneforge.models.resolve import resolve_model
-from tuneforge.predict import pick_device
 from tuneforge.recipe import GENERATIVE_TASKS, Recipe
 from tuneforge.report import plots
 from tuneforge.run import Run, RunLayout
+from tuneforge.runtime import pick_device, resolve_precision
 from tuneforge.tasks import get_task
 from tuneforge.tasks.text import tokenize_dataset
 from tuneforge.tasks.token_classification import AlignLabels, decode_words
@@ -56,7 +56,6 @@ from tuneforge.train.losses import build_loss, resolve_class_weights
 from tuneforge.train.optimizers import trainer_optimizer
 from tuneforge.train.sampling import SeededLengthGroupedSampler
 from tuneforge.train.sizing import choose_batch_size
-from tuneforge.train.speed import cpu_bf16_native
 
 logger = logging.getLogger(__name__)
 
@@ -132,20 +131,6 @@ class TuneforgeTrainer(Trainer):
 
 def default_run_dir(recipe: Recipe) -> Path:
     return Path("runs") / f"{recipe.task}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    if precision != "auto":
-        if precision == "bf16" and device.type == "cpu" and cpu_bf16_native():
-            return precision  # bf16 autocast on a CPU with native bf16 (see train/speed.py)
-        if precision in ("bf16", "fp16") and device.type != "cuda":
-            raise TuneforgeError(f"train.precision '{precision}' needs a GPU (or, for bf16, a CPU with AVX-512 BF16 "
-                                 "or AMX); this run is on a CPU without it",
-                                 fix="use train.precision: auto (fp32 on CPU) or run on a GPU")
-        return precision
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "fp32"
 
 
 def _prepare_run_dir(recipe: Recipe, resume: bool) -> tuple[RunLayout, Path | None]:
