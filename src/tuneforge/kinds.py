@@ -1,0 +1,140 @@
+"""Run kinds: what kind of run a recipe makes, decided once, and what each kind supports.
+
+Every consumer asks here instead of comparing `recipe.task` itself: the recipe derives its refusals from these
+declarations, the training skeleton asks them before it switches a step on, and predict, evaluate, serve,
+explain and report read the kind a run directory was written with (`run_kind.json`). A new kind is one entry
+here plus one pipeline module; nothing else compares task names.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from tuneforge.errors import TuneforgeError
+
+KIND_FILE = "run_kind.json"
+
+TEXT = "text"
+MULTILABEL = "multilabel"
+TAGGING = "token-classification"
+GENERATIVE = "generative"
+MULTIMODAL = "multimodal"
+MULTITASK = "multitask"
+ENSEMBLE = "ensemble"
+
+ALL_PEFT = ("lora", "qlora", "ia3", "prompt_tuning", "prefix_tuning")
+WEIGHT_PEFT = ("lora", "qlora", "ia3")  # methods that change weights, not the input (no virtual tokens)
+
+
+@dataclass(frozen=True)
+class RunKind:
+    """One kind of run and the capabilities it declares.
+
+    `peft_methods` are the peft.method values it trains with (empty: none); `domain` covers rule packs, rules,
+    functions and unicode normalisation, `domain_model` vocabulary extension and continued pretraining;
+    `class_weights` whether a loss weight per class exists; `nproc` whether torchrun may start several
+    processes; `report_sections` the report sections that can have content.
+    """
+
+    name: str
+    tasks: tuple[str, ...]
+    summary: str
+    peft_methods: tuple[str, ...] = ()
+    freeze: bool = True
+    gradual_unfreeze: bool = True
+    domain: bool = False
+    domain_model: bool = False
+    augment: bool = False
+    clean: bool = False
+    class_weights: bool = False
+    oversample: bool = False
+    fairness_mitigation: bool = False
+    calibration: bool = False
+    plugins: bool = False
+    nproc: bool = False
+    batch_size_auto: bool = True
+    report_sections: tuple[str, ...] = ()
+    serve_routes: tuple[str, ...] = ()
+
+    def supports_peft(self, method: str) -> bool:
+        return method == "none" or method in self.peft_methods
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_CLASSIFIER_SECTIONS = ("summary", "data", "training", "metrics", "per_class", "calibration", "error_analysis",
+                        "fairness", "explanations", "plugins", "cleaning")
+
+KINDS: dict[str, RunKind] = {kind.name: kind for kind in (
+    RunKind(TEXT, ("classification", "regression"), "one label or one score per text or text pair",
+            peft_methods=ALL_PEFT, domain=True, domain_model=True, augment=True, clean=True, class_weights=True,
+            oversample=True, fairness_mitigation=True, calibration=True, plugins=True, nproc=True,
+            report_sections=_CLASSIFIER_SECTIONS, serve_routes=("predict", "explain", "feedback")),
+    RunKind(MULTILABEL, ("multilabel",), "several labels per text, one threshold each",
+            peft_methods=ALL_PEFT, domain=True, domain_model=True, augment=True, clean=True, class_weights=True,
+            plugins=True, nproc=True, report_sections=_CLASSIFIER_SECTIONS, serve_routes=("predict",)),
+    RunKind(TAGGING, ("token-classification",), "one tag per word",
+            peft_methods=WEIGHT_PEFT, domain_model=True, class_weights=True, nproc=True,
+            report_sections=("summary", "data", "training", "metrics", "per_class"), serve_routes=("predict",)),
+    RunKind(GENERATIVE, ("seq2seq", "causal-lm"), "a model that writes text",
+            peft_methods=ALL_PEFT, gradual_unfreeze=False, nproc=True,
+            report_sections=("summary", "data", "training", "metrics", "samples")),
+    RunKind(MULTIMODAL, ("classification", "regression"), "text fused with tabular, image or audio columns",
+            gradual_unfreeze=False, class_weights=True, calibration=True,
+            report_sections=("summary", "data", "training", "metrics", "per_class", "calibration", "modalities"),
+            serve_routes=("predict", "feedback")),
+    RunKind(MULTITASK, ("multitask",), "several tasks over one shared encoder, one head each",
+            gradual_unfreeze=False, freeze=False, calibration=True,
+            report_sections=("summary", "training", "metrics", "tasks"), serve_routes=("predict",)),
+    RunKind(ENSEMBLE, ("classification", "regression"), "several finished runs combined",
+            freeze=False, gradual_unfreeze=False, batch_size_auto=False,
+            report_sections=("summary", "metrics", "per_class", "calibration"), serve_routes=("predict", "feedback")),
+)}
+
+
+def kind_of(recipe: Any) -> RunKind:
+    """The kind of run a recipe makes; the one place that reads task, tasks and features to decide it."""
+    if recipe.tasks:
+        return KINDS[MULTITASK]
+    if recipe.features.enabled:
+        return KINDS[MULTIMODAL]
+    for kind in (KINDS[GENERATIVE], KINDS[TAGGING], KINDS[MULTILABEL], KINDS[TEXT]):
+        if recipe.task in kind.tasks:
+            return kind
+    raise TuneforgeError(f"task '{recipe.task}' belongs to no run kind",
+                         fix=f"use one of {', '.join(sorted({t for k in KINDS.values() for t in k.tasks}))}")
+
+
+def write_kind(run_dir: str | Path, kind: RunKind) -> None:
+    from tuneforge import artifacts
+
+    artifacts.write_json(Path(run_dir) / KIND_FILE, {"kind": kind.name, "capabilities": kind.to_json()})
+
+
+def read_kind(run_dir: str | Path, recipe: Any = None) -> RunKind:
+    """The kind a run directory was written as; runs from before the file existed are decided from their
+    recipe (or, for an ensemble, its ensemble.json)."""
+    root = Path(run_dir)
+    path = root / KIND_FILE
+    if path.is_file():
+        try:
+            name = json.loads(path.read_text(encoding="utf-8"))["kind"]
+        except (ValueError, KeyError, TypeError) as error:
+            raise TuneforgeError(f"{path} is damaged ({error})",
+                                 fix="restore it from the run, or delete it: the recipe decides the kind then") \
+                from None
+        if name not in KINDS:
+            raise TuneforgeError(f"{path} names run kind '{name}', which this version of tuneforge does not know",
+                                 fix=f"use a tuneforge that knows it; kinds here: {', '.join(KINDS)}")
+        return KINDS[name]
+    if (root / "ensemble.json").is_file():
+        return KINDS[ENSEMBLE]
+    if recipe is None:
+        from tuneforge.run import read_run_recipe
+
+        recipe = read_run_recipe(root)
+    return kind_of(recipe)
