@@ -77,7 +77,7 @@ class Predictor:
 
             return EnsemblePredictor.from_dir(layout.root, device, trust)  # type: ignore[return-value]
         if layout.multitask.is_file():
-            from tuneforge.train.multitask import task_predictor
+            from tuneforge.predict_multitask import task_predictor
 
             predictor = task_predictor(layout.root, task_name, device)
             predictor.trust = trust

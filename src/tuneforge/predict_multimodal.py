@@ -136,7 +136,7 @@ def _no_pairs(pairs: Any) -> None:
 
 def read_rows(path: str | Path, limit: int | None = None) -> tuple[pd.DataFrame, Path]:
     """A data file as rows for prediction (its index: the row in the file) and its folder, for media paths."""
-    from tuneforge.train.multimodal import read_split
+    from tuneforge.data.multimodal import read_split
 
     split = read_split(path)
     frame = split.frame if limit is None else split.frame.iloc[:limit]

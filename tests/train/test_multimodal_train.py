@@ -181,8 +181,8 @@ def test_validate_checks_feature_columns_and_media_files(tiny_model: Path, tmp_p
 
 
 def test_a_lone_training_file_is_split_stratified_and_keeps_its_row_numbers(tmp_path: Path) -> None:
+    from tuneforge.data.multimodal import prepare_multimodal_data
     from tuneforge.recipe import recipe_from_dict
-    from tuneforge.train.multimodal import prepare_multimodal_data
 
     files = write_multimodal_files(tmp_path / "data", "numeric", media=False, sizes=(40, 2, 2))
     recipe = recipe_from_dict({"data": {"train": str(files["train"]), "validation_split": 0.2, "test_split": 0.2},

@@ -56,7 +56,7 @@ def register(app: typer.Typer) -> None:
         from tuneforge.evaluate.plugins import validate_plugins
 
         if built.features.enabled:  # typed feature columns, checked as multimodal training checks them
-            from tuneforge.train.multimodal import check_multimodal_data
+            from tuneforge.data.multimodal import check_multimodal_data
 
             loaded, problems = check_multimodal_data(built)
         elif built.task == "token-classification":

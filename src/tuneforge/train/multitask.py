@@ -12,7 +12,6 @@ model/heads.safetensors; multitask.json names the tasks, their kinds, labels and
 from __future__ import annotations
 
 import functools
-import json
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -22,28 +21,25 @@ from typing import Any
 import datasets
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
-from torch import nn
 from transformers import AutoModel, AutoTokenizer, DataCollatorWithPadding, EarlyStoppingCallback, Trainer, set_seed
-from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.trainer_callback import PrinterCallback, ProgressCallback, TrainerCallback
 
 from tuneforge import artifacts
 from tuneforge.data.prepare import LABEL_FIELD, PreparedData, prepare_data
 from tuneforge.errors import Problem, TuneforgeError
 from tuneforge.evaluate.calibration import fit_temperature
+from tuneforge.models.multitask import HEADS_FILE, MultiTaskModel, save_multitask
 from tuneforge.models.resolve import resolve_model
-from tuneforge.predict import Predictor
-from tuneforge.recipe import Recipe, TaskSpec
+from tuneforge.predict_multitask import task_recipe
+from tuneforge.recipe import Recipe
 from tuneforge.report import plots
-from tuneforge.run import Run, RunLayout, read_run_recipe
+from tuneforge.run import Run, RunLayout
 from tuneforge.runtime import pick_device, resolve_precision
 from tuneforge.tasks import get_task
 from tuneforge.tasks.text import tokenize_dataset
 from tuneforge.train.callbacks import JsonlLogCallback
 
 TASK_FIELD = "task_id"
-HEADS_FILE = "heads.safetensors"
 MEAN_SCORE = "mean_score"
 
 
@@ -117,66 +113,6 @@ class TaskBatchSampler(torch.utils.data.Sampler[list[int]]):
 
 # --- the model -------------------------------------------------------------------------------------------------
 
-def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
-    """Mean of the token states over real tokens: works for any encoder, whatever its [CLS] convention."""
-    if attention_mask is None:
-        return hidden.mean(dim=1)
-    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
-
-
-class MultiTaskModel(nn.Module):
-    """The shared encoder and one linear head per task; `task_id` (the same for the whole batch) picks the head."""
-
-    def __init__(self, encoder: nn.Module, names: Sequence[str], kinds: Sequence[str], widths: Sequence[int],
-                 loss_weights: Sequence[float], dropout: float = 0.1) -> None:
-        super().__init__()
-        self.encoder = encoder
-        self.names, self.kinds = list(names), list(kinds)
-        hidden = encoder.config.hidden_size
-        self.heads = nn.ModuleDict({name: nn.Linear(hidden, width) for name, width in zip(names, widths,
-                                                                                          strict=True)})
-        self.dropout = nn.Dropout(dropout)
-        self.register_buffer("loss_weights", torch.tensor(list(loss_weights), dtype=torch.float32),
-                             persistent=False)
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                token_type_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None,
-                task_id: torch.Tensor | None = None) -> SequenceClassifierOutput:
-        if task_id is None:
-            raise ValueError("a multi-task batch needs task_id")
-        index = int(task_id.reshape(-1)[0])
-        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
-        if token_type_ids is not None:
-            inputs["token_type_ids"] = token_type_ids
-        hidden = self.encoder(**inputs).last_hidden_state
-        logits = self.heads[self.names[index]](self.dropout(mean_pool(hidden, attention_mask)))
-        loss = None
-        if labels is not None:
-            if self.kinds[index] == "regression":
-                loss = nn.functional.mse_loss(logits.squeeze(-1).float(), labels.float())
-            else:
-                loss = nn.functional.cross_entropy(logits.float(), labels.long())
-            loss = loss * self.loss_weights[index]
-        return SequenceClassifierOutput(loss=loss, logits=logits)
-
-
-class TaskModel(nn.Module):
-    """One task's view of a multi-task model, shaped like a sequence classifier (`.config`, `.logits`), so the
-    ordinary Predictor (and with it evaluate, predict and serve) works on it unchanged."""
-
-    def __init__(self, encoder: nn.Module, head: nn.Linear, config: Any) -> None:
-        super().__init__()
-        self.encoder, self.head, self.config = encoder, head, config
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                token_type_ids: torch.Tensor | None = None, **_: Any) -> SequenceClassifierOutput:
-        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
-        if token_type_ids is not None:
-            inputs["token_type_ids"] = token_type_ids
-        hidden = self.encoder(**inputs).last_hidden_state
-        return SequenceClassifierOutput(logits=self.head(mean_pool(hidden, attention_mask)))
-
 
 # --- the Trainer -----------------------------------------------------------------------------------------------
 
@@ -228,12 +164,6 @@ class MultiTaskTrainer(Trainer):
 
 
 # --- recipes, data and the run -------------------------------------------------------------------------------
-
-def task_recipe(recipe: Recipe, spec: TaskSpec) -> Recipe:
-    """The single-task recipe of one task: its kind and data, everything else shared."""
-    # model_copy(update=...) skips validation, which would (rightly) refuse data beside tasks half-way through
-    return recipe.model_copy(update={"task": spec.task, "data": spec.data.model_copy(deep=True), "tasks": [],
-                                     "multitask": type(recipe.multitask)()}, deep=True)
 
 
 def _tokenized(data: PreparedData, recipe: Recipe, tokenizer: Any, index: int, rules: Any = None
@@ -334,7 +264,7 @@ def fine_tune_multitask(recipe: Recipe, *, resume: bool = False, callbacks: Sequ
                                   fix=f"resume with the same command plus --resume (output: {layout.root})") from None
 
     trained = trainer.accelerator.unwrap_model(trainer.model)
-    artifacts.write_directory(layout.model, functools.partial(_save, trained, tokenizer))
+    artifacts.write_directory(layout.model, functools.partial(save_multitask, trained, tokenizer))
     metrics: dict[str, Any] = {
         "task": "multitask",
         "model": recipe.model.name,
@@ -408,48 +338,6 @@ def _task_metric_fn(kind: str, labels: list[str] | None) -> Callable[[Any], dict
     return compute
 
 
-def _save(model: MultiTaskModel, tokenizer: Any, folder: Path) -> None:
-    """The encoder as a Transformers model (safetensors) and the heads beside it, nothing pickled."""
-    model.encoder.save_pretrained(str(folder), safe_serialization=True)
-    tokenizer.save_pretrained(str(folder))
-    heads = {f"{name}.{key}": tensor.detach().cpu().contiguous()
-             for name, head in model.heads.items() for key, tensor in head.state_dict().items()}
-    save_file(heads, str(folder / HEADS_FILE), metadata={"format": "pt"})
-
-
 # --- loading one task back -----------------------------------------------------------------------------------
 
-def task_names(root: str | Path) -> list[str]:
-    layout = RunLayout(Path(root))
-    return [task["name"] for task in json.loads(layout.multitask.read_text(encoding="utf-8"))["tasks"]]
 
-
-def task_predictor(root: str | Path, task_name: str | None, device: str = "auto") -> Predictor:
-    """A Predictor for one task of a multi-task run: the shared encoder with that task's head."""
-    layout = RunLayout(Path(root))
-    described = json.loads(layout.multitask.read_text(encoding="utf-8"))
-    by_name = {task["name"]: task for task in described["tasks"]}
-    if task_name is None or task_name not in by_name:
-        what = "is a multi-task run" if task_name is None else f"has no task '{task_name}'"
-        raise TuneforgeError(f"{layout.root} {what}; its tasks are {', '.join(by_name)}",
-                             fix=f"pass --task-name {next(iter(by_name))} (Python: tuneforge.load(run, "
-                                 f"task_name=...))")
-    task = by_name[task_name]
-    recipe = read_run_recipe(layout.root)
-    spec = next(spec for spec in recipe.tasks if spec.name == task_name)
-    encoder = AutoModel.from_pretrained(str(layout.model), dtype=torch.float32, use_safetensors=True)
-    tokenizer = AutoTokenizer.from_pretrained(str(layout.model))
-    heads = load_file(str(layout.model / HEADS_FILE))
-    weight, bias = heads[f"{task_name}.weight"], heads[f"{task_name}.bias"]
-    head = nn.Linear(weight.shape[1], weight.shape[0])
-    head.load_state_dict({"weight": weight, "bias": bias})
-    config = encoder.config.__class__.from_dict(encoder.config.to_dict())
-    labels = task["labels"]
-    if labels is not None:
-        config.num_labels = len(labels)
-        config.id2label = dict(enumerate(labels))
-        config.label2id = {name: i for i, name in enumerate(labels)}
-    else:
-        config.num_labels = 1
-    return Predictor(TaskModel(encoder, head, config), tokenizer, task_recipe(recipe, spec), pick_device(device),
-                     temperature=float(task.get("temperature", 1.0)))
