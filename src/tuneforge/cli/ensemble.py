@@ -8,7 +8,6 @@ import typer
 
 from tuneforge.cli.common import trust_option
 from tuneforge.cli.display import console, fmt
-from tuneforge.ensemble import METHODS
 
 
 def _summary(metrics: dict, role: str, task: str) -> None:
@@ -45,6 +44,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Combine runs into an ensemble directory that evaluate, predict and serve accept like any run."""
         from tuneforge.cli.common import quiet_libraries
+        from tuneforge.ensemble import METHODS
         from tuneforge.ensemble.build import build_ensemble
         from tuneforge.errors import TuneforgeError
 

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
 from tuneforge.cli.common import build_recipe, quiet_libraries
-from tuneforge.cli.display import RichProgressCallback, console, fmt
+from tuneforge.cli.display import console, fmt
 from tuneforge.recipe import Recipe
-from tuneforge.search.outputs import TrialRow
+
+if TYPE_CHECKING:  # importing tuneforge.search loads transformers, which `--help` must not
+    from tuneforge.search.outputs import TrialRow
 
 LEADERBOARD_ROWS = 10
 
@@ -75,6 +78,7 @@ def register(app: typer.Typer) -> None:
         """Search hyperparameters: trials of the recipe, pruned early when hopeless; resumes when run again."""
         import optuna
 
+        from tuneforge.cli.progress import RichProgressCallback
         from tuneforge.search import run_study, study_directory
 
         built = build_recipe(recipe, sets)

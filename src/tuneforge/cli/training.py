@@ -8,13 +8,14 @@ from pathlib import Path
 import typer
 
 from tuneforge.cli.common import build_recipe, quiet_libraries, recipe_for_resume, trust_option
-from tuneforge.cli.display import RichProgressCallback, console, show_metrics, show_problems
+from tuneforge.cli.display import console, show_metrics, show_problems
 from tuneforge.demo import demo_recipe
 from tuneforge.recipe import Recipe
 from tuneforge.run import Run, RunLayout
 
 
 def _train(recipe: Recipe, resume: bool) -> Run:
+    from tuneforge.cli.progress import RichProgressCallback
     from tuneforge.train.runner import fine_tune
 
     quiet_libraries()
