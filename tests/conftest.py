@@ -157,3 +157,11 @@ def tiny_t5(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.tiny_generative import build_tiny_t5
 
     return build_tiny_t5(tmp_path_factory.mktemp("tiny-t5"))
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_chat_run(tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Llama fine-tuned on echo chats, trained once per session (chat, serving and GGUF export tests)."""
+    from tests.tiny_generative import train_chat_run
+
+    return train_chat_run(tiny_llama, tmp_path_factory.mktemp("tiny-llama-chat"))

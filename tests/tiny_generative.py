@@ -84,3 +84,26 @@ def build_tiny_t5(folder: Path) -> Path:
     torch.manual_seed(0)
     T5ForConditionalGeneration(config).save_pretrained(folder)
     return folder
+
+
+def train_chat_run(model: Path, folder: Path, steps: int = 120) -> Path:
+    """A finished causal-lm chat run (messages column, the default chat template) on the echo task: what chat,
+    serving and GGUF export start from."""
+    import json
+
+    import tuneforge
+
+    chats = [{"messages": [{"role": "user", "content": row["prompt"].strip()},
+                           {"role": "assistant", "content": row["response"]}]} for row in echo_rows(64, seed=5)]
+    data = folder / "chats.jsonl"
+    data.parent.mkdir(parents=True, exist_ok=True)
+    data.write_text("".join(json.dumps(chat) + "\n" for chat in chats), encoding="utf-8")
+    run = tuneforge.fine_tune({
+        "task": "causal-lm", "model": {"name": str(model)},
+        "data": {"train": str(data), "messages_column": "messages", "validation_split": 0.0,
+                 "cache_dir": str(folder / "cache")},
+        "train": {"epochs": 1, "max_steps": steps, "batch_size": 8, "learning_rate": 1e-2, "max_length": 48,
+                  "warmup_ratio": 0.0, "logging_steps": 20},
+        "generation": {"max_new_tokens": 8}, "evaluation": {"explain_examples": 0},
+        "output": {"dir": str(folder / "run")}})
+    return run.directory

@@ -1,5 +1,5 @@
-"""`tuneforge export`: a run's model as a standalone folder (an adapter merged into its base, or copied), or as
-ONNX for ONNX Runtime (`--format onnx`)."""
+"""`tuneforge export`: a run's model as a standalone folder (an adapter merged into its base, or copied), as
+ONNX for ONNX Runtime (`--format onnx`), or as one GGUF file for llama.cpp and Ollama (`--format gguf`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import typer
 from tuneforge.cli.display import console
 from tuneforge.errors import TuneforgeError
 
-FORMATS = ("transformers", "onnx")
+FORMATS = ("transformers", "onnx", "gguf")
 
 
 def register(app: typer.Typer) -> None:
@@ -20,12 +20,16 @@ def register(app: typer.Typer) -> None:
     def export(
         run_dir: Path = typer.Argument(..., exists=True, file_okay=False, help="A run directory."),
         output: Path = typer.Option(None, "--output", "-o", help="Folder to write the model into (required for "
-                                    "--format transformers; default RUN_DIR/onnx for --format onnx)."),
-        format: str = typer.Option("transformers", "--format", help="transformers (safetensors + tokenizer) or "
-                                   "onnx (model.onnx + tokenizer + labels, checked against PyTorch)."),
+                                    "--format transformers; default RUN_DIR/onnx for --format onnx; a .gguf "
+                                    "file or a folder for --format gguf, default RUN_DIR/gguf/)."),
+        format: str = typer.Option("transformers", "--format", help="transformers (safetensors + tokenizer), "
+                                   "onnx (model.onnx + tokenizer + labels, checked against PyTorch) or gguf "
+                                   "(llama.cpp, Ollama; Llama-family causal-lm runs)."),
         merge: bool = typer.Option(False, "--merge", help="Merge a LoRA/(IA)3 adapter into its base model and "
                                    "write one standalone Transformers model (safetensors + tokenizer)."),
         opset: int = typer.Option(18, "--opset", min=13, help="ONNX opset version (--format onnx)."),
+        quant: str = typer.Option("f16", "--quant", help="GGUF weights (--format gguf): f16, or q8_0 (8-bit, about "
+                                  "half the size)."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output folder."),
     ) -> None:
         """Write RUN_DIR's model to OUTPUT: merged with --merge, else the adapter (PEFT runs) or the full model;
@@ -35,6 +39,14 @@ def register(app: typer.Typer) -> None:
         if format not in FORMATS:
             raise TuneforgeError(f"unknown export format '{format}'", fix=f"use --format {' or '.join(FORMATS)}")
         quiet_libraries()
+        if format == "gguf":  # one file: weights, tokenizer, chat template (models/gguf.py)
+            from tuneforge.models.gguf import export_gguf
+
+            path = export_gguf(run_dir, output, quant=quant, overwrite=overwrite)
+            size = path.stat().st_size / 2**20
+            console.print(f"[green]GGUF model written:[/green] {path.resolve()} ({size:.1f} MiB, {quant})",
+                          soft_wrap=True, highlight=False)
+            return
         if format == "onnx":
             import json
 
