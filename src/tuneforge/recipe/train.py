@@ -1,0 +1,100 @@
+"""The train section: optimisation, precision, devices and several-process training."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, get_args
+
+from pydantic import Field, field_validator
+
+from tuneforge.recipe.section import Section
+
+# train.optimizer: the names `tuneforge train`, `estimate` and `recommend` all take.
+OptimizerName = Literal["adamw_torch_fused", "adamw_torch", "adafactor", "adamw_8bit", "paged_adamw_8bit"]
+OPTIMIZERS: tuple[str, ...] = get_args(OptimizerName)
+
+
+class DistributedSpec(Section):
+    """How several processes share one training run (`tuneforge train --nproc N`, or torchrun on several machines).
+
+    One process is plain single-device training; these settings apply only when torchrun starts several.
+    """
+
+    strategy: Literal["ddp", "fsdp", "deepspeed"] = Field(
+        "ddp", description="ddp: every process holds the whole model and gradients are averaged; fsdp: parameters, "
+        "gradients and optimiser state are sharded over the processes (PyTorch FSDP); deepspeed: DeepSpeed ZeRO "
+        "(needs the deepspeed package).",
+    )
+    backend: Literal["auto", "gloo", "nccl"] = Field(
+        "auto", description="Process-group backend; auto: nccl on GPUs, gloo on the CPU.")
+    fsdp: str = Field(
+        "full_shard auto_wrap", description="fsdp: the Trainer's fsdp option, e.g. 'full_shard auto_wrap', "
+        "'shard_grad_op auto_wrap', 'full_shard offload auto_wrap'.")
+    fsdp_config: dict[str, Any] = Field(
+        default_factory=dict, description="fsdp: extra FSDP settings passed to the Trainer's fsdp_config, e.g. "
+        "{transformer_layer_cls_to_wrap: [BertLayer]}.")
+    zero_stage: Literal[1, 2, 3] = Field(
+        2, description="deepspeed: ZeRO stage (1: optimiser state, 2: + gradients, 3: + parameters sharded).")
+    deepspeed_config: str | None = Field(
+        None, description="deepspeed: a DeepSpeed JSON config file used instead of the one built from zero_stage.")
+
+
+class TrainSpec(Section):
+    learning_rate: float = Field(5e-5, gt=0, description="Peak learning rate of AdamW.")
+    batch_size: int | Literal["auto"] = Field(
+        16, description="Examples per device per optimisation micro-step; auto: the largest that fits (probed on a "
+        "GPU, from the memory estimate on the CPU), recorded in metrics.json.",
+    )
+    eval_batch_size: int = Field(64, ge=1, description="Examples per device per evaluation step.")
+    epochs: float = Field(3.0, gt=0, description="Passes over the training data (ignored when max_steps > 0).")
+    max_steps: int = Field(0, ge=0, description="Stop after this many optimisation steps; 0 means use epochs.")
+    warmup_ratio: float = Field(0.06, ge=0, lt=1, description="Fraction of steps with linear learning-rate warm-up.")
+    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = Field(
+        "linear", description="Learning-rate schedule after warm-up."
+    )
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
+    max_grad_norm: float = Field(1.0, ge=0, description="Gradient clipping norm; 0 turns clipping off.")
+    gradient_accumulation_steps: int = Field(
+        1, ge=1, description="Micro-steps per optimiser step; the loss is normalised so it does not depend on it."
+    )
+    max_length: int = Field(128, ge=8, description="Longest input in tokens; longer texts are truncated.")
+    seed: int = Field(42, description="Seed for weights of new layers, shuffling and dropout.")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto: bf16 on GPUs that support it, fp16 on older GPUs, fp32 on CPU. bf16 also runs on "
+        "CPUs with AVX-512 BF16 or AMX (mixed precision, faster there)."
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto uses a GPU when one is visible.")
+    group_by_length: bool = Field(
+        True, description="Batch texts of similar length together so less compute goes to padding."
+    )
+    logging_steps: int = Field(1, ge=1, description="Log loss and learning rate every this many steps (1: every step).")
+    save_checkpoints: bool = Field(True, description="Save a checkpoint per epoch so `--resume` can continue a run.")
+    save_total_limit: int = Field(2, ge=1, description="Checkpoints kept on disk (the best one is always kept).")
+    dataloader_workers: int = Field(0, ge=0, description="Worker processes loading batches.")
+    distributed: DistributedSpec = Field(
+        default_factory=DistributedSpec,
+        description="Multi-process training (`--nproc N` or torchrun): ddp, fsdp or deepspeed.")
+    stages: list[Literal["pretrain", "finetune"]] = Field(
+        default_factory=lambda: ["finetune"],
+        description="pretrain: continued pretraining on the pretrain.corpus before fine-tuning ([pretrain, "
+        "finetune]); the adapted model is kept in <run>/pretrained.",
+    )
+    gradient_checkpointing: bool = Field(
+        False, description="Recompute activations in the backward pass: much less memory for about 30% more time."
+    )
+    optimizer: OptimizerName = Field(
+        "adamw_torch_fused",
+        description="adamw_torch_fused (the Trainer's default, one fused kernel), adamw_torch, adafactor (factored "
+        "second moments, least memory), adamw_8bit / paged_adamw_8bit (8-bit states through bitsandbytes; paging "
+        "needs CUDA and falls back to plain 8-bit on the CPU).",
+    )
+
+    @field_validator("batch_size", mode="before")
+    @classmethod
+    def _batch_size(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() == "auto":
+            return "auto"
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"batch_size takes a whole number of at least 1, or auto; got {value!r}")
+        return value
