@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     from tuneforge.demo import demo_recipe
     from tuneforge.models.onnx import export_onnx, load_onnx_model
     from tuneforge.predict import Predictor
-    from tuneforge.predict_io import read_texts
+    from tuneforge.predict.io import read_texts
     from tuneforge.run import Run
 
     quiet_libraries()

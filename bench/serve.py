@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     from tuneforge.demo import demo_recipe
     from tuneforge.lifecycle.feedback import FeedbackStore, default_store_url
     from tuneforge.lifecycle.registry import Registry
-    from tuneforge.predict_io import read_texts
+    from tuneforge.predict.io import read_texts
 
     quiet_libraries()
     with tempfile.TemporaryDirectory() as scratch:

@@ -112,7 +112,7 @@ class RunLayout:
 
     @property
     def multitask(self) -> Path:
-        """A multi-task run's tasks and their heads (model/ then holds the shared encoder; train/multitask.py)."""
+        """A multi-task run's tasks and their heads (model/ then holds the shared encoder; models/multitask.py)."""
         return self.root / "multitask.json"
 
     def last_checkpoint(self) -> Path | None:
@@ -129,11 +129,21 @@ class RunLayout:
 
 
 def read_run_recipe(root: Path) -> Recipe:
+    """The resolved recipe a run was trained with; a damaged recipe.yaml is an error naming it, since every later
+    step (predict, evaluate, serve, report) reads the run through it."""
     layout = RunLayout(root)
     if not layout.recipe.is_file():
         raise TuneforgeError(f"'{root}' is not a tuneforge run directory (no recipe.yaml)",
                              fix="pass the folder that `tuneforge train` wrote (its --output)")
-    return recipe_from_dict(yaml.safe_load(layout.recipe.read_text(encoding="utf-8")), source=str(layout.recipe))
+    restore = "restore recipe.yaml from where the run came from (a copy, the registry), or train the run again"
+    try:
+        data = yaml.safe_load(layout.recipe.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise TuneforgeError(f"{layout.recipe} cannot be read ({' '.join(str(error).split())})", fix=restore) \
+            from None
+    if not isinstance(data, dict):
+        raise TuneforgeError(f"{layout.recipe} must be a YAML mapping of recipe sections", fix=restore)
+    return recipe_from_dict(data, source=str(layout.recipe))
 
 
 @dataclass

@@ -9,6 +9,7 @@ import typer
 
 from tuneforge.cli.common import quiet_libraries, trust_option
 from tuneforge.errors import TuneforgeError
+from tuneforge.kinds import MULTIMODAL
 
 
 def _summary(results: list[Any]) -> Any:
@@ -65,10 +66,10 @@ def register(app: typer.Typer) -> None:
         from tuneforge.cli.display import console
         from tuneforge.explain.pipeline import ExplainSettings, explain_texts, parse_methods, write_explanations
         from tuneforge.predict import Predictor
-        from tuneforge.predict_io import read_texts
+        from tuneforge.predict.io import read_texts
 
         predictor = Predictor.from_run(run_dir, device, trust_run_code=trust_run_code)
-        if getattr(predictor, "multimodal", False):  # each modality's contribution, by ablation
+        if predictor.kind.name == MULTIMODAL:  # each modality's contribution, by ablation
             from tuneforge.explain.modality import explain_file, modality_table
 
             results, written = explain_file(predictor, data, limit, output or run_dir / "explanations")

@@ -12,7 +12,7 @@ import typer
 from tuneforge.cli.common import quiet_libraries, trust_option
 from tuneforge.cli.display import console, errors, show_metrics
 from tuneforge.errors import DataError, Problem
-from tuneforge.recipe import GENERATIVE_TASKS
+from tuneforge.kinds import GENERATIVE, MULTIMODAL, TAGGING
 
 
 def register(app: typer.Typer) -> None:
@@ -36,16 +36,16 @@ def register(app: typer.Typer) -> None:
         from tuneforge import artifacts
         from tuneforge.evaluate.scoring import score_file, score_tagged_file
         from tuneforge.predict import Predictor
-        from tuneforge.predict_io import predictions_frame
+        from tuneforge.predict.io import predictions_frame
         from tuneforge.run import RunLayout
 
         predictor = Predictor.from_run(run_dir, device, task_name=task_name, trust_run_code=trust_run_code)
-        if predictor.recipe.task in GENERATIVE_TASKS:
+        if predictor.kind.name == GENERATIVE:
             _evaluate_generative(predictor, run_dir, data, output, predictions)
             return
-        tagging = predictor.tags is not None
-        if getattr(predictor, "multimodal", False):  # rows of typed columns (predict_multimodal.py)
-            from tuneforge.predict_multimodal import score_multimodal_file as score_file  # noqa: F811
+        tagging = predictor.kind.name == TAGGING
+        if predictor.kind.name == MULTIMODAL:  # rows of typed columns (predict/multimodal.py)
+            from tuneforge.predict.multimodal import score_multimodal_file as score_file  # noqa: F811
         metrics, rows = score_tagged_file(predictor, data) if tagging else score_file(predictor, data)
         target = output or RunLayout(run_dir).evaluations / f"{data.stem}.json"
         artifacts.write_json(target, {"data": str(data.resolve()), **metrics})
@@ -88,22 +88,22 @@ def register(app: typer.Typer) -> None:
         from tuneforge import artifacts
         from tuneforge.data.conll import is_conll, read_conll
         from tuneforge.predict import Predictor
-        from tuneforge.predict_io import predictions_frame, read_texts
+        from tuneforge.predict.io import predictions_frame, read_texts
 
         predictor = Predictor.from_run(run_dir, device, backend=backend, task_name=task_name,
                                          trust_run_code=trust_run_code)
         spec = predictor.recipe.data
-        if getattr(predictor, "multimodal", False):  # rows of typed columns, not texts (predict_multimodal.py)
-            from tuneforge.predict_multimodal import predict_file
+        if predictor.kind.name == MULTIMODAL:  # rows of typed columns, not texts (predict/multimodal.py)
+            from tuneforge.predict.multimodal import predict_file
 
             texts, rows = predict_file(predictor, data, batch_size)
             _emit_frame(predictions_frame(texts, rows), output)
             return
-        if predictor.recipe.task in GENERATIVE_TASKS:
+        if predictor.kind.name == GENERATIVE:
             _predict_generative(predictor, data, output, text_column, batch_size, max_new_tokens)
             return
         pairs = None
-        if data is not None and predictor.tags is not None and is_conll(data):
+        if data is not None and predictor.kind.name == TAGGING and is_conll(data):
             texts = read_conll(data).tokens  # the tags in the file, if any, are ignored
         elif data is not None:
             texts, pairs = read_texts(data, text_column or spec.text_column, spec.text_pair_column)
@@ -116,7 +116,7 @@ def register(app: typer.Typer) -> None:
                                          fix=f"pass --data with columns {spec.text_column} and "
                                              f"{spec.text_pair_column}")])
         rows = predictor.predict(texts, pairs, batch_size=batch_size)
-        if predictor.tags is not None:  # one JSON line per text: words, tags, scores, entities
+        if predictor.kind.name == TAGGING:  # one JSON line per text: words, tags, scores, entities
             lines = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
             if output is None:
                 sys.stdout.write(lines)
@@ -141,8 +141,8 @@ def _emit_frame(frame: Any, output: Path | None) -> None:
 def _predict_generative(predictor: Any, data: Path | None, output: Path | None, column: str | None,
                         batch_size: int, max_new_tokens: int | None) -> None:
     """Generated text (or, for classification as text, the label) per input of a seq2seq or causal-lm run."""
-    from tuneforge.predict_generative import generate_texts, read_inputs
-    from tuneforge.predict_io import predictions_frame
+    from tuneforge.predict.generative import generate_texts, read_inputs
+    from tuneforge.predict.io import predictions_frame
 
     if data is not None:
         inputs = read_inputs(data, predictor.recipe, column)
@@ -163,7 +163,7 @@ def _evaluate_generative(predictor: Any, run_dir: Path, data: Path, output: Path
                          predictions: Path | None) -> None:
     """Text metrics (BLEU, chrF, ROUGE; accuracy for classification as text) of a generative run on a file."""
     from tuneforge import artifacts
-    from tuneforge.predict_generative import evaluate_file
+    from tuneforge.predict.generative import evaluate_file
     from tuneforge.run import RunLayout
 
     metrics, rows = evaluate_file(predictor, data)

@@ -113,7 +113,7 @@ def build_ensemble(runs: Sequence[str | Path], method: str, output: str | Path, 
     """
     from tuneforge.evaluate.scoring import analyse_predictions
     from tuneforge.predict import Predictor
-    from tuneforge.predict_io import predictions_frame
+    from tuneforge.predict.io import predictions_frame
 
     if method not in METHODS:
         raise TuneforgeError(f"unknown ensemble method '{method}'", fix=f"use one of {', '.join(METHODS)}")

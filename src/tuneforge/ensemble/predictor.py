@@ -1,4 +1,5 @@
-"""An ensemble run directory read back as a predictor with the same interface as `tuneforge.predict.Predictor`.
+"""Member predictors combined into one, with the same interface as `tuneforge.predict.Predictor`; loading an
+ensemble run directory (its members by path) is `tuneforge.predict.ensemble`'s.
 
 `evaluate`, `predict` and `serve` call `logits`, `predict`, `probabilities`, `scale_logits` and read `labels`,
 `recipe`, `task` and `temperature`; this class offers exactly those, so every consumer accepts an ensemble
@@ -19,8 +20,8 @@ import numpy as np
 
 from tuneforge.ensemble import combine
 from tuneforge.errors import TuneforgeError
+from tuneforge.kinds import ENSEMBLE, KINDS
 from tuneforge.recipe import Recipe
-from tuneforge.run import read_run_recipe
 from tuneforge.tasks import get_task
 
 ENSEMBLE_FILE = "ensemble.json"
@@ -83,6 +84,7 @@ class EnsemblePredictor:
         self.task = get_task(spec.task)
         self.labels: list[str] | None = list(spec.labels) if spec.labels is not None else None
         self.temperature = 1.0
+        self.kind = KINDS[ENSEMBLE]
         self.tags = None  # whole-text tasks only, like Predictor's attributes of the same names
         self.multilabels = None
         self.thresholds = None
@@ -90,22 +92,6 @@ class EnsemblePredictor:
         self.tokenizer = getattr(self.members[0], "tokenizer", None)
         self.weights = np.asarray(spec.weights) if spec.weights is not None else None
         self.stacker = combine.Stacker.from_json(spec.stacker) if spec.stacker is not None else None
-
-    @classmethod
-    def from_dir(cls, root: str | Path, device: str = "auto", trust_run_code: Any = False) -> EnsemblePredictor:
-        from tuneforge.predict import Predictor
-
-        root = Path(root)
-        spec = EnsembleSpec.read(root / ENSEMBLE_FILE)
-        members = []
-        for written in spec.members:
-            path = member_path(root, written)
-            if not path.is_dir():
-                raise TuneforgeError(f"member run '{written}' of the ensemble {root} is missing (looked in {path})",
-                                     fix="put the member run back, or rebuild the ensemble with `tuneforge "
-                                         "ensemble`")
-            members.append(Predictor.from_run(path, device, trust_run_code=trust_run_code))
-        return cls(members, spec, read_run_recipe(root))
 
     @property
     def model(self) -> Any:

@@ -12,7 +12,7 @@ from typing import Any
 
 from tuneforge.data.language import detect_language
 from tuneforge.evaluate.scoring import score_file
-from tuneforge.predict_io import read_texts
+from tuneforge.predict.io import read_texts
 
 COLUMNS = ("accuracy", "f1_macro")
 

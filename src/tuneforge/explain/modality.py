@@ -114,7 +114,7 @@ def measure_of(predictor: Any) -> str:
 
 def explain_split(run_dir: Path, split: Any, device: str = "auto") -> Path:
     """Contributions on a held-out split after training, written to explanations/modalities.json."""
-    from tuneforge.predict_multimodal import MultimodalPredictor
+    from tuneforge.predict.multimodal import MultimodalPredictor
     from tuneforge.run import RunLayout
 
     predictor = MultimodalPredictor.from_run(run_dir, device)
@@ -128,7 +128,7 @@ def explain_file(predictor: Any, path: Path | None, limit: int, folder: Path
                  ) -> tuple[list[ModalityExplanation], Path]:
     """`tuneforge explain` on a multimodal run: the first `limit` rows of a file, into folder/modalities.json."""
     from tuneforge.errors import TuneforgeError
-    from tuneforge.predict_multimodal import read_rows
+    from tuneforge.predict.multimodal import read_rows
 
     if path is None:
         raise TuneforgeError("a multimodal run is explained from rows with its feature columns, not --text",

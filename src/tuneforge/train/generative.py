@@ -36,7 +36,7 @@ from tuneforge.models.freezing import apply_freezing, count_parameters
 from tuneforge.models.loading import check_generative_model, load_generative_model, load_tokenizer
 from tuneforge.models.peft import MERGEABLE, apply_peft, quantized_loading, write_merged_model
 from tuneforge.models.resolve import resolve_model
-from tuneforge.predict_generative import evaluate_split
+from tuneforge.predict.generative import evaluate_split
 from tuneforge.recipe import Recipe
 from tuneforge.report import plots
 from tuneforge.run import Run, RunLayout

@@ -30,7 +30,7 @@ from tuneforge.errors import Problem, TuneforgeError
 from tuneforge.evaluate.calibration import fit_temperature
 from tuneforge.models.multitask import HEADS_FILE, MultiTaskModel, save_multitask
 from tuneforge.models.resolve import resolve_model
-from tuneforge.predict_multitask import task_recipe
+from tuneforge.predict.multitask import task_recipe
 from tuneforge.recipe import Recipe
 from tuneforge.report import plots
 from tuneforge.run import Run, RunLayout

@@ -221,7 +221,7 @@ def tensorboard_callback(setting: str, folder: Path) -> TrainerCallback | None:
 
 
 def _write_predictions(path: Path, texts: list[Any], truths: list[Any], rows: list[dict[str, Any]]) -> None:
-    from tuneforge.predict_io import predictions_frame
+    from tuneforge.predict.io import predictions_frame
 
     frame = predictions_frame(texts, rows, truths)
     artifacts.write_with(path, lambda target: frame.to_csv(target, index=False))

@@ -1,21 +1,28 @@
 """Prediction and evaluation of generative runs (seq2seq, causal-lm): inputs to token ids the way training built
 them, generation with the recipe's settings, text metrics against references, and classification as text.
 
-Shared by training (metrics after the last step), `Predictor.generate` / `predict`, `tuneforge predict` and
-`tuneforge evaluate`, so every path turns an input into the same prompt.
+Shared by training (metrics after the last step), `GenerativePredictor.generate` / `predict`, `tuneforge predict`
+and `tuneforge evaluate`, so every path turns an input into the same prompt.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from tuneforge import kinds
+from tuneforge.data.domain_rules import read_rules
 from tuneforge.errors import DataError, Problem, TuneforgeError
+from tuneforge.predict import checks
+from tuneforge.predict.protocol import LoadRequest
+from tuneforge.predict.registry import loads
+from tuneforge.predict.text import Predictor, load_model
 from tuneforge.recipe import Recipe
+from tuneforge.run import RunLayout
+from tuneforge.runtime import pick_device
 from tuneforge.tasks import causal_lm, seq2seq
 from tuneforge.tasks.generation import generate, text_metrics
 
@@ -124,13 +131,14 @@ def _probabilities(row: dict[str, Any]) -> dict[str, Any]:
 
 def run_labels(run_dir: Path | None) -> list[str]:
     """The label set of a classification-as-text run, as metrics.json records it."""
-    metrics = (run_dir / "metrics.json") if run_dir is not None else None
-    if metrics is None or not metrics.is_file():
-        raise TuneforgeError(f"the labels of this classification-as-text run are unknown (no {metrics})",
-                             fix="load the predictor from a finished run directory (tuneforge.load(RUN))")
-    labels = json.loads(metrics.read_text(encoding="utf-8")).get("labels")
-    if not labels:
-        raise TuneforgeError(f"{metrics} names no labels", fix="train the run again with lm.classify: true")
+    if run_dir is None:
+        raise TuneforgeError("the labels of this classification-as-text run are unknown (it was not loaded from a "
+                             "run directory)", fix="load the predictor from a finished run directory "
+                                                   "(tuneforge.load(RUN))")
+    path = RunLayout(run_dir).metrics
+    labels = checks.read_json(path).get("labels")
+    if not isinstance(labels, list) or not labels or not all(isinstance(label, str) for label in labels):
+        raise checks.RunDamaged(f"{path} names no labels", fix=f"{checks.RESTORE} (with lm.classify: true)")
     return list(labels)
 
 
@@ -213,3 +221,39 @@ def evaluate_file(predictor: Any, path: str | Path) -> tuple[dict[str, Any], lis
     metrics, rows = evaluate_split(recipe, predictor.model, predictor.tokenizer, split, labels, predictor.device,
                                    limit=0)
     return {"task": recipe.task, **metrics}, rows
+
+
+# ------------------------------------------------------------------------------------------------------
+# The predictor
+# ------------------------------------------------------------------------------------------------------
+
+class GenerativePredictor(Predictor):
+    """A seq2seq or causal-LM run: `generate` writes text per input, `predict` gives {"generated": text} rows (a
+    label per input for classification as text). It has no class logits."""
+
+    def predict(self, texts: Sequence[str | Chat], pairs: Sequence[str] | None = None, batch_size: int = 64
+                ) -> list[dict[str, Any]]:
+        return predict_rows(self, texts, batch_size)
+
+    def generate(self, prompts: Sequence[Any], batch_size: int | None = None, **settings: Any) -> list[str]:
+        """Generated text per prompt (seq2seq: source text; causal-lm: prompt, or a chat as a list of
+        {role, content}); `settings` override the run's generation section, e.g. max_new_tokens=20."""
+        return generate_texts(self, prompts, batch_size, **settings)
+
+    def logits(self, texts: Sequence[str], pairs: Sequence[str] | None = None, batch_size: int = 64) -> Any:
+        raise TuneforgeError(f"a {self.recipe.task} run writes text; it has no class logits or probabilities",
+                             fix="use predict() (a label per input for classification as text) or generate()")
+
+    probabilities = logits
+
+
+@loads(kinds.GENERATIVE)
+def load_generative(request: LoadRequest) -> GenerativePredictor:
+    """A seq2seq or causal-LM run: its model (or base + adapter) and tokenizer, and for classification as text
+    the label set in metrics.json, checked now rather than on the first prediction."""
+    rules = read_rules(request.root, request.trust)
+    model, tokenizer = load_model(request, labelled=False)
+    if request.recipe.lm.classify:
+        run_labels(request.root)
+    predictor = GenerativePredictor(model, tokenizer, request.recipe, pick_device(request.device))
+    return predictor.bind(request, rules)  # type: ignore[return-value]

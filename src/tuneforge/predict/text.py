@@ -1,4 +1,5 @@
-"""Prediction from a run directory alone: what `tuneforge.load(run_dir)` returns."""
+"""The predictor of text, multilabel and token-classification runs (and of one task of a multi-task run), and
+the loading of a run's Transformers model that the generative predictor shares."""
 
 from __future__ import annotations
 
@@ -9,15 +10,20 @@ from typing import Any
 import numpy as np
 import torch
 
+from tuneforge import kinds
 from tuneforge.data.domain_rules import read_rules
 from tuneforge.errors import TuneforgeError
-from tuneforge.evaluate.calibration import check_temperature, read_temperature, scaled_probabilities
+from tuneforge.evaluate.calibration import check_temperature, scaled_probabilities
+from tuneforge.kinds import RunKind, kind_of
 from tuneforge.models.peft import load_run_model
-from tuneforge.recipe import GENERATIVE_TASKS, Recipe
-from tuneforge.run import RunLayout, read_run_recipe
+from tuneforge.predict import checks
+from tuneforge.predict.onnx import load_onnx
+from tuneforge.predict.protocol import LoadRequest, RunPredictor
+from tuneforge.predict.registry import load, loads
+from tuneforge.recipe import Recipe
 from tuneforge.runtime import cpu_bf16_native, pick_device
 from tuneforge.tasks import get_task
-from tuneforge.trust import RunCodeTrust, check_run_code
+from tuneforge.trust import RunCodeTrust
 
 
 class Predictor:
@@ -34,80 +40,44 @@ class Predictor:
         self.recipe = recipe
         self.device = device
         self.task = get_task(recipe.task)
-        id2label = getattr(model.config, "id2label", None) or {}
-        self.labels: list[str] | None = (
-            [id2label[i] for i in sorted(id2label)] if recipe.task == "classification" else None
-        )
+        names = label_names(model)
+        self.labels: list[str] | None = names if recipe.task == "classification" else None
         self.temperature = check_temperature(temperature, "Predictor") if self.labels is not None else 1.0
         # Token classification: tag names in id order; `labels` stays None because every whole-text consumer
         # (calibration, fairness, attributions) reads it as "one class per text".
-        self.tags: list[str] | None = (
-            [id2label[i] for i in sorted(id2label)] if recipe.task == "token-classification" else None
-        )
+        self.tags: list[str] | None = names if recipe.task == "token-classification" else None
         # Multilabel: label names in id order and one decision threshold each (the run's thresholds.json); like
         # `tags`, kept apart from `labels`, which whole-text single-label consumers read.
-        self.multilabels: list[str] | None = (
-            [id2label[i] for i in sorted(id2label)] if recipe.task == "multilabel" else None
-        )
+        self.multilabels: list[str] | None = names if recipe.task == "multilabel" else None
         self.thresholds: list[float] | None = None
         self.rules: Any = None  # domain preprocessing (data/domain_rules.py), applied before tokenising
-        self.run_dir: Path | None = None  # set by from_run; a classification-as-text run reads its labels there
-        self.trust = RunCodeTrust(allow_all=True)  # from_run narrows it; a predictor built in code is the caller's
+        self.run_dir: Path | None = None  # set by its loader; a classification-as-text run reads its labels there
+        self.trust = RunCodeTrust(allow_all=True)  # its loader narrows it; a predictor built in code is the caller's
         self.precision = "fp32"  # "bf16": autocast on a GPU or a CPU with native bf16 (see use_precision)
+        self.kind: RunKind = kind_of(recipe)  # a loader sets the kind the run directory was written as
         if self.multilabels is not None:
             self.thresholds = [float(t) for t in thresholds] if thresholds is not None else \
                 [0.5] * len(self.multilabels)
 
     @classmethod
     def from_run(cls, run_dir: str | Path, device: str = "auto", backend: str = "torch",
-                 task_name: str | None = None, trust_run_code: bool | RunCodeTrust = False) -> Predictor:
-        """`backend="onnx"` scores with ONNX Runtime on the CPU from the run's onnx/ export (`tuneforge export
-        RUN --format onnx`); everything else (labels, temperature, thresholds) is the same. An ensemble directory
-        gives an EnsemblePredictor and a multi-task run the predictor of its task `task_name`, both with this
-        class's interface.
+                 task_name: str | None = None, trust_run_code: bool | RunCodeTrust = False) -> RunPredictor:
+        """The predictor of any run directory, dispatched on the run's kind (`tuneforge.predict.load`): this
+        class for text, multilabel and token-classification runs, and for one task of a multi-task run
+        (`task_name`); the generative, multimodal and ensemble predictors, with this interface, for the others.
+        `backend="onnx"` scores with ONNX Runtime on the CPU from the run's onnx/ export.
 
         A run whose recipe names code (domain functions, evaluation plugins, remote model code) is refused unless
         `trust_run_code` is True or the user's settings file allows each path (see `tuneforge.trust`)."""
-        layout = RunLayout(Path(run_dir))
-        recipe = read_run_recipe(layout.root)
-        trust = RunCodeTrust.resolve(trust_run_code)
-        check_run_code(layout.root, recipe, trust, plugins=False)  # plugins: checked when evaluating
-        if layout.ensemble.is_file():
-            from tuneforge.ensemble.predictor import EnsemblePredictor
+        return load(run_dir, device, backend=backend, task_name=task_name, trust_run_code=trust_run_code)
 
-            return EnsemblePredictor.from_dir(layout.root, device, trust)  # type: ignore[return-value]
-        if layout.multitask.is_file():
-            from tuneforge.predict_multitask import task_predictor
-
-            predictor = task_predictor(layout.root, task_name, device)
-            predictor.trust = trust
-            return predictor
-        from tuneforge.predict_multimodal import MultimodalPredictor, is_multimodal_run
-
-        if is_multimodal_run(layout.root):  # rows of typed columns in, the same outputs (predict_multimodal.py)
-            return MultimodalPredictor.from_run(layout.root, device)  # type: ignore[return-value]
-        if backend == "onnx":
-            from tuneforge.models.onnx import load_onnx_model
-
-            model, tokenizer = load_onnx_model(layout.root)
-            device = "cpu"
-        elif backend == "torch":
-            model, tokenizer = load_run_model(layout.root, trust)  # model/, or base + adapter for prompt/prefix tuning
-        else:
-            raise TuneforgeError(f"unknown backend '{backend}'", fix="use backend 'torch' or 'onnx'")
-        temperature = read_temperature(layout.calibration) if recipe.task == "classification" else 1.0
-        thresholds = None
-        if recipe.task == "multilabel":
-            from tuneforge.tasks.multilabel import read_thresholds
-
-            id2label = getattr(model.config, "id2label", None) or {}
-            thresholds = read_thresholds(layout.thresholds, [id2label[i] for i in sorted(id2label)])
-        predictor = cls(model, tokenizer, recipe, pick_device(device), temperature=temperature,
-                        thresholds=thresholds)
-        predictor.rules = read_rules(layout.root, trust)  # the domain rules the model was trained with, if any
-        predictor.run_dir = layout.root
-        predictor.trust = trust
-        return predictor
+    def bind(self, request: LoadRequest, rules: Any = None) -> Predictor:
+        """Tie a predictor built by a loader to its run: kind, folder, trust and domain rules. Returns self."""
+        self.kind = request.kind
+        self.run_dir = request.root
+        self.trust = request.trust
+        self.rules = rules
+        return self
 
     def use_precision(self, precision: str) -> Predictor:
         """`bf16` scores under bf16 autocast (about 1.5x faster on CPUs with AVX-512 BF16 or AMX; labels rarely
@@ -154,12 +124,7 @@ class Predictor:
         """One dict per text: `label`, `score` and `probabilities` (classification), `score` (regression), or
         `tokens`, `tags`, `scores` and `entities` (token classification; a text is split on whitespace unless
         it is already a list of words), or `labels` (those at or above their threshold) and `probabilities`
-        (multilabel), or `generated` (seq2seq, causal-lm; `label` and `probabilities` for classification as text).
-        """
-        if self.recipe.task in GENERATIVE_TASKS:
-            from tuneforge.predict_generative import predict_rows
-
-            return predict_rows(self, texts, batch_size)
+        (multilabel). A generative run's predictor (`GenerativePredictor`) returns `generated` instead."""
         if self.tags is not None:
             return self.tag(texts, batch_size)
         if self.multilabels is not None:
@@ -167,14 +132,9 @@ class Predictor:
         return self.task.decode(self.scale_logits(self.logits(texts, pairs, batch_size)), self.labels)
 
     def generate(self, prompts: Sequence[Any], batch_size: int | None = None, **settings: Any) -> list[str]:
-        """Generated text per prompt (seq2seq: source text; causal-lm: prompt, or a chat as a list of
-        {role, content}); `settings` override the run's generation section, e.g. max_new_tokens=20."""
-        if self.recipe.task not in GENERATIVE_TASKS:
-            raise TuneforgeError(f"generate needs a seq2seq or causal-lm run; this is a {self.recipe.task} run",
-                                 fix="use predict() for this run")
-        from tuneforge.predict_generative import generate_texts
-
-        return generate_texts(self, prompts, batch_size, **settings)
+        """Only a generative run writes text; its predictor overrides this."""
+        raise TuneforgeError(f"generate needs a seq2seq or causal-lm run; this is a {self.recipe.task} run",
+                             fix="use predict() for this run")
 
     @torch.inference_mode()
     def tag(self, texts: Sequence[str | Sequence[str]], batch_size: int = 64) -> list[dict[str, Any]]:
@@ -215,3 +175,37 @@ class Predictor:
             raise TuneforgeError("probabilities exist for classification runs only; this run is regression",
                                  fix="use Predictor.predict (or .logits) for regression scores")
         return scaled_probabilities(self.logits(texts, pairs, batch_size), self.temperature)
+
+
+def load_model(request: LoadRequest, labelled: bool) -> tuple[Any, Any]:
+    """The run's model and its own tokenizer (model/, or base + adapter), each file checked before it is read."""
+    layout = request.layout
+    checks.trained_model(layout, labelled)
+    with checks.loading(layout.model if layout.has_model() else layout.adapter):
+        model, tokenizer = load_run_model(layout.root, request.trust)
+    checks.tokenizer_fits(tokenizer, model.config, layout.model if layout.has_model() else layout.adapter)
+    return model, tokenizer
+
+
+@loads(kinds.TEXT, kinds.MULTILABEL, kinds.TAGGING)
+def load_text(request: LoadRequest) -> Predictor:
+    """A text, multilabel or token-classification run: its model (PyTorch, or the ONNX export), the temperature
+    (classification) or thresholds (multilabel) it was tuned with, and its domain rules."""
+    recipe, layout = request.recipe, request.layout
+    rules = read_rules(layout.root, request.trust)  # names code? refused here, before any model is read
+    if request.backend == "onnx":
+        model, tokenizer = load_onnx(request)
+        device = "cpu"
+    else:
+        model, tokenizer = load_model(request, labelled=recipe.task != "regression")
+        device = request.device
+    temperature = checks.calibration(layout) if recipe.task == "classification" else 1.0
+    thresholds = checks.thresholds(layout, label_names(model)) if recipe.task == "multilabel" else None
+    predictor = Predictor(model, tokenizer, recipe, pick_device(device), temperature=temperature,
+                          thresholds=thresholds)
+    return predictor.bind(request, rules)
+
+
+def label_names(model: Any) -> list[str]:
+    id2label = getattr(model.config, "id2label", None) or {}
+    return [id2label[i] for i in sorted(id2label)]

@@ -1,6 +1,6 @@
 """Prediction from a multimodal run directory: rows with the run's typed columns in, labels or scores out.
 
-`tuneforge.load(run)` returns a `MultimodalPredictor` for runs trained with a features section; it reads the
+`tuneforge.load(run)` returns a `MultimodalPredictor` for multimodal runs (a features section); it reads the
 same columns as training (a DataFrame, a list of dicts, or a data file) and transforms them with the run's
 stored preprocessing (features.json) and processors (model/).
 """
@@ -15,21 +15,22 @@ import numpy as np
 import pandas as pd
 import torch
 
-from tuneforge.data import validation as checks
-from tuneforge.data.features import FEATURES_FILE, EncodedRows, FeatureSpecFile, MultimodalCollator, encode_rows
+from tuneforge.data import validation
+from tuneforge.data.features import EncodedRows, FeatureSpecFile, MultimodalCollator, encode_rows
 from tuneforge.errors import DataError, Problem, TuneforgeError
-from tuneforge.evaluate.calibration import check_temperature, read_temperature, scaled_probabilities
+from tuneforge.evaluate.calibration import check_temperature, scaled_probabilities
+from tuneforge.kinds import KINDS, MULTIMODAL
 from tuneforge.models.multimodal import load_multimodal
+from tuneforge.predict import checks
+from tuneforge.predict.protocol import LoadRequest
+from tuneforge.predict.registry import load, loads
 from tuneforge.recipe import Recipe
-from tuneforge.run import RunLayout, read_run_recipe
+from tuneforge.runtime import pick_device
 from tuneforge.tasks import get_task
+from tuneforge.trust import RunCodeTrust
 
 Rows = pd.DataFrame | Sequence[dict[str, Any]]
 REQUEST = "request"
-
-
-def is_multimodal_run(run_dir: str | Path) -> bool:
-    return (Path(run_dir) / FEATURES_FILE).is_file()
 
 
 def as_frame(rows: Rows, source: str = REQUEST) -> pd.DataFrame:
@@ -47,7 +48,7 @@ def as_frame(rows: Rows, source: str = REQUEST) -> pd.DataFrame:
 class MultimodalPredictor:
     """The multimodal counterpart of `Predictor`: the same attributes and methods, with rows for texts."""
 
-    multimodal = True
+    kind = KINDS[MULTIMODAL]
     tags = None
     multilabels = None
     thresholds = None
@@ -66,20 +67,19 @@ class MultimodalPredictor:
         self.collator = MultimodalCollator(self.tokenizer, recipe.train.max_length, processors.get("image"),
                                            processors.get("audio"), spec.audio_max_seconds)
         self.separator = self.tokenizer.sep_token or self.tokenizer.eos_token or "|"
+        self.run_dir: Path | None = None  # set by its loader
+        self.trust = RunCodeTrust(allow_all=True)  # its loader narrows it; a predictor built in code is the caller's
 
     @classmethod
-    def from_run(cls, run_dir: str | Path, device: str = "auto") -> MultimodalPredictor:
-        from tuneforge.runtime import pick_device
-
-        layout = RunLayout(Path(run_dir))
-        recipe = read_run_recipe(layout.root)
-        if not (layout.model / "config.json").is_file():
-            raise TuneforgeError(f"run '{run_dir}' has no trained model yet (no model/ folder)",
-                                 fix="finish training first; resume an interrupted run with `tuneforge train --resume`")
-        model, processors = load_multimodal(layout.model)
-        spec = FeatureSpecFile.load(layout.root / FEATURES_FILE)
-        temperature = read_temperature(layout.calibration) if recipe.task == "classification" else 1.0
-        return cls(model, processors, spec, recipe, pick_device(device), temperature)
+    def from_run(cls, run_dir: str | Path, device: str = "auto",
+                 trust_run_code: bool | RunCodeTrust = False) -> MultimodalPredictor:
+        """The predictor of a multimodal run, loaded like any run (`tuneforge.predict.load`); another kind of run
+        is refused."""
+        predictor = load(run_dir, device, trust_run_code=trust_run_code)
+        if not isinstance(predictor, cls):
+            raise TuneforgeError(f"{run_dir} is a {predictor.kind.name} run, not a multimodal one",
+                                 fix="load it with tuneforge.load(RUN)")
+        return predictor
 
     @property
     def columns(self) -> list[str]:
@@ -129,6 +129,23 @@ class MultimodalPredictor:
         return scaled_probabilities(self.logits(rows, pairs, batch_size), self.temperature)
 
 
+@loads(MULTIMODAL)
+def load_multimodal_run(request: LoadRequest) -> MultimodalPredictor:
+    """A multimodal run: its stored preprocessing (features.json), model/ (encoders, processors, fusion weights)
+    and temperature, each checked before it is read."""
+    layout = request.layout
+    spec = checks.features(layout.root)
+    checks.multimodal_model(layout.model)
+    with checks.loading(layout.model):
+        model, processors = load_multimodal(layout.model)
+    checks.tokenizer_fits(processors["text"], model.text_encoder.config, layout.model / "text")
+    temperature = checks.calibration(layout) if request.recipe.task == "classification" else 1.0
+    predictor = MultimodalPredictor(model, processors, spec, request.recipe, pick_device(request.device),
+                                    temperature)
+    predictor.run_dir, predictor.trust = layout.root, request.trust
+    return predictor
+
+
 def _no_pairs(pairs: Any) -> None:
     if pairs is not None:
         raise TuneforgeError("a multimodal run takes no text pairs", fix="list every text column in features.text")
@@ -167,23 +184,23 @@ def score_multimodal_file(predictor: MultimodalPredictor, path: str | Path, batc
         raise DataError([Problem(where=str(path), message=f"label column '{column}' is missing (the file has: "
                                  f"{', '.join(map(str, frame.columns))})", fix="add the label column")])
     raw = frame[column].tolist()
-    problems = checks.check_labels_present(str(path), column, raw)
+    problems = validation.check_labels_present(str(path), column, raw)
     if predictor.labels is not None:
-        problems += checks.check_unseen_labels(str(path), column, raw, set(predictor.labels))
+        problems += validation.check_unseen_labels(str(path), column, raw, set(predictor.labels))
     else:
-        problems += checks.check_regression_targets(str(path), column, raw)
+        problems += validation.check_regression_targets(str(path), column, raw)
     if problems:
         raise DataError(problems)
     encoded = encode_rows(frame, predictor.spec, predictor.separator, str(path), base_dir)
     logits = predictor.logits_encoded(encoded, batch_size)
     if predictor.labels is not None:
         index = {name: i for i, name in enumerate(predictor.labels)}
-        truth = np.asarray([index[checks.label_key(v)] for v in raw])
+        truth = np.asarray([index[validation.label_key(v)] for v in raw])
     else:
         truth = np.asarray([float(v) for v in raw])
     metrics = analyse_predictions(recipe, predictor.labels, logits, truth, encoded.texts, None,
                                   predictor.temperature)
     metrics["plugins"] = metrics.get("plugins", {})
     rows = predictor.task.decode(predictor.scale_logits(logits), predictor.labels)
-    return metrics, [{"text": t, "true": checks.label_key(y) if predictor.labels else float(y), **r}
+    return metrics, [{"text": t, "true": validation.label_key(y) if predictor.labels else float(y), **r}
                      for t, y, r in zip(encoded.texts, raw, rows, strict=True)]
