@@ -239,3 +239,26 @@ def test_cli_unknown_model_is_a_clear_error(capsys):
     assert "Traceback" not in err
     assert main(["estimate", "--model", "minilm", "--peft", "lora", "--freeze"]) == 1
     assert "pick one" in capsys.readouterr().err
+
+
+def test_cli_estimate_takes_the_task_peft_and_optimizer_names_of_train(tiny_model, capsys):
+    def run(*extra: str) -> dict:
+        assert main(["estimate", "--model", str(tiny_model), "--json", *extra]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    assert run("--task", "ner", "--num-labels", "5")["setup"]["task"] == "token-classification"
+    assert run("--task", "pair-classification")["setup"]["task"] == "classification"
+    multilabel = run("--task", "multi-label", "--num-labels", "4")
+    assert multilabel["setup"]["task"] == "multilabel"
+    assert multilabel["parameters"] == run("--num-labels", "4")["parameters"]  # a classifier, one output per label
+    states = {name: run("--optimizer", name)["memory_bytes"]["optimizer"]
+              for name in ("adamw_torch_fused", "adamw_torch", "adafactor", "adamw_8bit", "paged_adamw_8bit")}
+    trainable = run()["trainable_parameters"]
+    assert states["adamw_torch_fused"] == states["adamw_torch"] == 8 * trainable
+    assert states["adamw_8bit"] == states["paged_adamw_8bit"] == 2 * trainable and states["adafactor"] == 0
+    ia3 = run("--peft", "ia3")
+    assert ia3["setup"]["method"] == "lora" and any("upper bound" in note for note in ia3["notes"])
+    for flags, words in ((["--task", "summarization"], "unknown task 'summarization'"),
+                         (["--optimizer", "sgd"], "adamw_torch_fused"), (["--peft", "dora"], "prefix_tuning")):
+        assert main(["estimate", "--model", str(tiny_model), *flags]) == 1
+        assert words in capsys.readouterr().err

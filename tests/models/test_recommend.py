@@ -140,3 +140,20 @@ def test_cli_recommend_errors(tmp_path, capsys):
     assert "unknown domain" in err and "legal" in err and "Traceback" not in err
     assert main(["recommend", "--data", str(tmp_path / "missing.csv"), "--memory", "8GB"]) == 1
     assert "file not found" in capsys.readouterr().err
+
+
+def test_cli_recommend_takes_the_task_names_of_train(tmp_path, capsys, monkeypatch):
+    from tuneforge.cli.display import console
+
+    monkeypatch.setattr(console, "_width", 400)
+    data = write_texts(tmp_path / "train.csv", ENGLISH, 300)
+    assert main(["recommend", "--data", str(data), "--memory", "8GB", "--task", "multi-label", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["request"]["task"] == "multilabel" and result["candidates"][0]["fits"]
+    assert main(["recommend", "--data", str(data), "--memory", "8GB", "--task", "pair-classification",
+                 "--top", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "--task pair-classification --text-pair-column" in out
+    assert main(["recommend", "--data", str(data), "--memory", "8GB", "--task", "generation"]) == 1
+    err = capsys.readouterr().err
+    assert "unknown task 'generation'" in err and "causal-lm" in err

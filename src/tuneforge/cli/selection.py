@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 import typer
 from rich.table import Table
 
 from tuneforge.cli.display import console
 from tuneforge.errors import TuneforgeError
-from tuneforge.recipe import TASK_ALIASES, TaskName
+from tuneforge.recipe import OPTIMIZERS, PAIR_TASK, TASKS, PeftMethod, resolve_task
 
-PEFT_METHODS = ("none", "lora", "qlora")
+# The names `tuneforge train` takes, so a recommendation or an estimate carries over to a recipe unchanged.
+TASK_HELP = (f"{', '.join(TASKS)} or {PAIR_TASK}, as `tuneforge train --task` takes them (aliases too, e.g. ner).")
+PEFT_HELP = f"peft.method: {', '.join(PeftMethod.names())} (none: full fine-tuning)."
+OPTIMIZER_HELP = f"train.optimizer: {', '.join(OPTIMIZERS)}."
 
 
 def format_bytes(count: float) -> str:
@@ -39,12 +42,21 @@ def _device(device: str) -> str:
 
 
 def _method(peft: str, freeze: bool) -> str:
-    if peft not in PEFT_METHODS:
-        raise TuneforgeError(f"unknown --peft '{peft}'", fix=f"use one of {', '.join(PEFT_METHODS)}")
-    if freeze and peft != "none":
+    """The estimate's training setup for `--peft` (a peft.method) and `--freeze` (freeze.all_but_head)."""
+    if peft not in PeftMethod.names():
+        raise TuneforgeError(f"unknown --peft '{peft}'", fix=f"use one of {', '.join(PeftMethod.names())}")
+    method = PeftMethod(peft)
+    if freeze and method.enabled:
         raise TuneforgeError("--freeze trains the head alone and --peft adds adapters: pick one",
                              fix="drop --freeze, or use --peft none")
-    return "freeze" if freeze else "full" if peft == "none" else peft
+    return "freeze" if freeze else method.estimate_method
+
+
+def _optimizer(name: str) -> str:
+    if name not in OPTIMIZERS:
+        raise TuneforgeError(f"unknown --optimizer '{name}'", fix=f"use one of {', '.join(OPTIMIZERS)} "
+                                                                  "(the names train.optimizer takes)")
+    return name
 
 
 def estimate_table(result: Any, budget: tuple[int, str] | None) -> Table:
@@ -111,16 +123,14 @@ def register(app: typer.Typer) -> None:
     def estimate_command(
         model: str = typer.Option(..., "--model", help="Catalog name or alias, a local folder or run, or a cached "
                                                        "hub model (nothing is downloaded)."),
-        task: str = typer.Option("classification", "--task", help="classification, regression, "
-                                 "token-classification, question-answering, generation, summarization, translation, "
-                                 "seq2seq, causal-lm."),
+        task: str = typer.Option("classification", "--task", help=TASK_HELP),
         batch_size: int = typer.Option(16, "--batch-size", min=1, help="Examples per optimisation step."),
         max_length: int = typer.Option(128, "--max-length", min=1, help="Tokens per example (padded length)."),
-        peft: str = typer.Option("none", "--peft", help="none (full fine-tuning), lora or qlora."),
+        peft: str = typer.Option("none", "--peft", help=PEFT_HELP),
         lora_r: int = typer.Option(8, "--lora-r", min=1, help="LoRA rank."),
         freeze: bool = typer.Option(False, "--freeze", help="Train the task head only (frozen body)."),
         precision: str = typer.Option("fp32", "--precision", help="fp32, bf16 or fp16 (mixed precision)."),
-        optimizer: str = typer.Option("adamw", "--optimizer", help="adamw, adamw_8bit or sgd."),
+        optimizer: str = typer.Option(OPTIMIZERS[0], "--optimizer", help=OPTIMIZER_HELP),
         gradient_checkpointing: bool = typer.Option(False, "--gradient-checkpointing",
                                                     help="Recompute activations in backward to save memory."),
         data: Path = typer.Option(None, "--data", help="Training file: rows and text lengths come from it."),
@@ -135,23 +145,28 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Estimate parameters, peak training memory and time per epoch, without loading the model."""
         from tuneforge.cli.common import quiet_libraries
-        from tuneforge.models.estimate import TrainingSetup, estimate
+        from tuneforge.models.estimate import TrainingSetup, estimate, shape_task
         from tuneforge.models.hardware import device_throughput
         from tuneforge.models.shapes import model_shape
 
         quiet_libraries()
         if data is not None and rows is not None:
             raise TuneforgeError("--data and --rows both give the row count", fix="pass one of them")
+        task, _ = resolve_task(task)
+        method = _method(peft, freeze)
         chosen_device = _device(device)
-        shape, _ = model_shape(model, task, num_labels)
+        shape, _ = model_shape(model, shape_task(task), num_labels)
         counted, padded, described = _rows_and_length(data, rows, text_column, batch_size, max_length)
-        setup = TrainingSetup(task=task, batch_size=batch_size, max_length=max_length, method=_method(peft, freeze),  # type: ignore[arg-type]
-                              lora_r=lora_r, precision=precision, optimizer=optimizer,  # type: ignore[arg-type]
+        setup = TrainingSetup(task=task, batch_size=batch_size, max_length=max_length, method=method,
+                              lora_r=lora_r, precision=precision, optimizer=_optimizer(optimizer),  # type: ignore[arg-type]
                               gradient_checkpointing=gradient_checkpointing, device=chosen_device,  # type: ignore[arg-type]
                               rows=counted, tokens_per_row=padded)
         speed = device_throughput(chosen_device, precision, gpu, tflops) if counted else None
         result = estimate(shape, setup, speed.flops if speed else 0.0, speed.source if speed else "")
         notes = list(result.notes)
+        if not freeze and method != peft and PeftMethod(peft).enabled:
+            notes.append(f"peft {peft} is sized as {method} with r={lora_r}: it trains fewer parameters, so the "
+                         "figures are an upper bound")
         if counted and speed is None:
             notes.append("no time estimate: unknown GPU; name it with --gpu or give --tflops")
         if as_json:
@@ -163,9 +178,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("recommend")
     def recommend_command(
-        task: str = typer.Option("classification", "--task", help="classification, regression, "
-                                 "token-classification, question-answering, generation, summarization, translation, "
-                                 "seq2seq, causal-lm."),
+        task: str = typer.Option("classification", "--task", help=TASK_HELP),
         data: Path = typer.Option(..., "--data", help="Training file (CSV, TSV, JSONL, Parquet)."),
         text_column: str = typer.Option("text", "--text-column", help="Column with the texts."),
         language: str = typer.Option(None, "--language", help="ISO 639-1 code of the data; detected roughly from "
@@ -189,7 +202,7 @@ def register(app: typer.Typer) -> None:
         from tuneforge.models.recommend import RecommendRequest, recommend
 
         quiet_libraries()
-        task = TASK_ALIASES.get(task.strip().lower(), task.strip().lower())  # `--task ner`, as train takes it
+        task, pairs = resolve_task(task)
         if domain is not None and domain not in DOMAINS:
             raise TuneforgeError(f"unknown domain '{domain}'", fix=f"use one of {', '.join(DOMAINS)}")
         chosen_device = _device(device)
@@ -223,9 +236,10 @@ def register(app: typer.Typer) -> None:
         for rank, candidate in enumerate(result.candidates, start=1):
             console.print(f"{rank}. {candidate.entry.name}: {candidate.reason}", highlight=False)
         best = next((candidate for candidate in result.candidates if candidate.fits), None)
-        if best is not None and task in get_args(TaskName):  # tasks `tuneforge train` runs
-            console.print("next: " + train_command(best, data, task, max_length), highlight=False, soft_wrap=True)
-        elif best is None:
+        if best is not None:
+            console.print("next: " + train_command(best, data, PAIR_TASK if pairs else task, max_length),
+                          highlight=False, soft_wrap=True)
+        else:
             console.print("[yellow]no candidate fits the budget[/yellow]: raise --memory, use a GPU, or shorten "
                           "the texts", highlight=False)
 
@@ -250,18 +264,18 @@ def recommendation_table(result: Any) -> Table:
 
 
 def train_command(candidate: Any, data: Path, task: str, max_length: int) -> str:
-    """The `tuneforge train` line that runs the recommended setup."""
+    """The `tuneforge train` line that runs the recommended setup; `task` as train takes it."""
+    from tuneforge.models.recommend import recipe_settings
+
     name = candidate.entry.aliases[0] if candidate.entry.availability == "bundled" else (
         candidate.entry.path if candidate.entry.availability in ("local", "run") else candidate.entry.name)
     sets = [f"train.max_length={max_length}", f"train.batch_size={candidate.batch_size}"]
-    if candidate.method in ("lora", "qlora"):
-        sets.append(f"peft.method={candidate.method}")
-    if candidate.method == "freeze":
-        sets.append("freeze.all_but_head=true")
+    sets += recipe_settings(candidate.method)
     if candidate.gradient_checkpointing:
         sets.append("train.gradient_checkpointing=true")
     flags = " ".join(f"--set {value}" for value in sets)
-    return f"tuneforge train --data {data} --task {task} --model {name} {flags}"
+    pair = " --text-pair-column SECOND_TEXT_COLUMN" if task == PAIR_TASK else ""
+    return f"tuneforge train --data {data} --task {task}{pair} --model {name} {flags}"
 
 
 def recommendation_json(result: Any, language: str, budget: str) -> dict[str, Any]:

@@ -5,8 +5,9 @@ Memory, in bytes, for P parameters of which T train:
 - weights: 4·P (fp32, as tuneforge loads them); under bf16/fp16 autocast the trainable matmul weights also get
   a 2-byte copy for the forward pass. QLoRA stores the body's Linear weights in NF4 with double quantisation,
   4.127 bits each (Dettmers et al. 2023, "QLoRA", §3), the rest in 16 bits.
-- gradients: 4·T. Optimiser states: AdamW 8·T (two fp32 moments), 8-bit AdamW 2·T, plain SGD none. With the
-  fp32 weights this is the 16 bytes per trained parameter of Rajbhandari et al. 2020 ("ZeRO", §3.1).
+- gradients: 4·T. Optimiser states: AdamW 8·T (two fp32 moments), 8-bit AdamW 2·T, plain SGD none, Adafactor
+  next to none (a row and a column vector per matrix). With the fp32 weights this is the 16 bytes per trained
+  parameter of Rajbhandari et al. 2020 ("ZeRO", §3.1).
 - activations: the tensors autograd keeps for backward; see `activation_bytes` for the per-layer formula.
 - overhead: temporary buffers of backward (`workspace`), on the CPU the heap memory glibc keeps after freeing
   activations (`allocator`), and the runtime itself (imports and kernels, or the CUDA context).
@@ -30,15 +31,24 @@ from typing import Any, Literal
 
 from tuneforge.errors import TuneforgeError
 from tuneforge.models.shapes import ModelShape
+from tuneforge.recipe import OPTIMIZERS as TRAIN_OPTIMIZERS
+from tuneforge.recipe import PeftMethod, normalise_task
 
-Method = Literal["full", "freeze", "lora", "qlora"]
 Precision = Literal["fp32", "bf16", "fp16"]
-Optimizer = Literal["adamw", "adamw_8bit", "sgd"]
 Device = Literal["cpu", "cuda"]
-METHODS: tuple[str, ...] = ("full", "freeze", "lora", "qlora")
+# What is trained: every weight, the head alone (freeze.all_but_head), or what a peft.method is sized as.
+METHODS: tuple[str, ...] = ("full", "freeze", *dict.fromkeys(m.estimate_method for m in PeftMethod if m.enabled))
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
-OPTIMIZERS: tuple[str, ...] = ("adamw", "adamw_8bit", "sgd")
+# Optimiser-state bytes per trainable parameter, by how the states are stored.
+STATE_BYTES = {"adamw": 8, "adamw_8bit": 2, "adafactor": 0, "sgd": 0}
+# train.optimizer -> its state layout; the names are the recipe's (a test keeps the two in step).
+OPTIMIZER_STATES = {"adamw_torch_fused": "adamw", "adamw_torch": "adamw", "adafactor": "adafactor",
+                    "adamw_8bit": "adamw_8bit", "paged_adamw_8bit": "adamw_8bit"}
+OPTIMIZERS: tuple[str, ...] = (*TRAIN_OPTIMIZERS, *(name for name in STATE_BYTES if name not in TRAIN_OPTIMIZERS))
 DEVICES: tuple[str, ...] = ("cpu", "cuda")
+# Recipe tasks whose model has the shape of another task's: a multilabel classifier is a classifier with one
+# output per label.
+SHAPE_TASKS = {"multilabel": "classification"}
 
 MiB = 2**20
 GiB = 2**30
@@ -56,11 +66,11 @@ class TrainingSetup:
     task: str = "classification"
     batch_size: int = 16
     max_length: int = 128
-    method: Method = "full"
+    method: str = "full"  # one of METHODS
     lora_r: int = 8
     lora_dropout: float = 0.05  # tuneforge's default peft.dropout
     precision: Precision = "fp32"
-    optimizer: Optimizer = "adamw"
+    optimizer: str = "adamw_torch_fused"  # a train.optimizer name, or a state layout of STATE_BYTES
     gradient_checkpointing: bool = False
     device: Device = "cpu"
     rows: int | None = None  # training rows per epoch; no time estimate without them
@@ -70,10 +80,16 @@ class TrainingSetup:
         for name, value, allowed in (("method", self.method, METHODS), ("precision", self.precision, PRECISIONS),
                                      ("optimizer", self.optimizer, OPTIMIZERS), ("device", self.device, DEVICES)):
             if value not in allowed:
-                raise TuneforgeError(f"unknown {name} '{value}'", fix=f"use one of {', '.join(allowed)}")
+                named = TRAIN_OPTIMIZERS if name == "optimizer" else allowed  # the names train.optimizer takes
+                raise TuneforgeError(f"unknown {name} '{value}'", fix=f"use one of {', '.join(named)}")
         if self.batch_size < 1 or self.max_length < 1 or self.lora_r < 1:
             raise TuneforgeError("batch size, max length and LoRA rank must be at least 1",
                                  fix="pass positive values, e.g. --batch-size 16 --max-length 128")
+
+    @property
+    def state_bytes(self) -> int:
+        """Optimiser-state bytes per trainable parameter."""
+        return STATE_BYTES[OPTIMIZER_STATES.get(self.optimizer, self.optimizer)]
 
     @property
     def sequence(self) -> int:
@@ -172,6 +188,13 @@ class Estimate:
         return {"model": self.model, "setup": asdict(self.setup), "parameters": self.parameters,
                 "trainable_parameters": self.trainable_parameters, "memory_bytes": self.memory.to_json(),
                 "time": asdict(self.time) if self.time else None, "notes": list(self.notes)}
+
+
+def shape_task(task: str) -> str:
+    """The task name models.shapes and the catalog use for a task: a recipe task or alias (ner, multi-label)
+    becomes the task whose head it trains; the catalog's own names (generation, summarization ...) pass through."""
+    name = normalise_task(task)
+    return SHAPE_TASKS.get(name, name)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -303,7 +326,7 @@ def memory_breakdown(shape: ModelShape, setup: TrainingSetup) -> MemoryBreakdown
         if mixed:  # autocast caches a half-precision copy of each trainable weight it multiplies
             weights += (shape.matmul_parameters if setup.method == "full" else trainable) * 2
     gradients = trainable * 4
-    states = {"adamw": 8, "adamw_8bit": 2, "sgd": 0}[setup.optimizer] * trainable
+    states = setup.state_bytes * trainable
     activations = activation_bytes(shape, setup)
     workspace = workspace_bytes(shape, setup)
     allocator = CPU_ALLOCATOR_SLACK * (activations + workspace) if setup.device == "cpu" else 0

@@ -26,13 +26,13 @@ from tuneforge.errors import ModelNotFoundError, TuneforgeError
 from tuneforge.models.freezing import body
 from tuneforge.models.loading import load_generative_model, load_sequence_model, load_trained_model
 from tuneforge.models.resolve import ResolvedModel, resolve_model
-from tuneforge.recipe import GENERATIVE_TASKS, PeftSpec, Recipe
+from tuneforge.recipe import GENERATIVE_TASKS, PeftMethod, PeftSpec, Recipe
 from tuneforge.run import RunLayout, read_run_recipe
 from tuneforge.trust import REMOTE_CODE, RunCodeTrust
 
-MERGEABLE = ("lora", "qlora", "ia3")
-PROMPT_METHODS = ("prompt_tuning", "prefix_tuning")
-MERGEABLE_PEFT_TYPES = ("LORA", "IA3")  # adapter_config.json's `peft_type` for the methods above
+# peft.method values whose adapter folds into model/, and adapter_config.json's `peft_type` of those adapters.
+MERGEABLE = tuple(method.value for method in PeftMethod if method.mergeable)
+MERGEABLE_PEFT_TYPES = tuple(dict.fromkeys(str(method.adapter_type) for method in PeftMethod if method.mergeable))
 HEAD_FILE = "head.json"  # task, labels and pad id: what it takes to rebuild the head the adapter was trained on
 
 
@@ -211,7 +211,7 @@ def build_peft_config(model: PreTrainedModel, spec: PeftSpec, task_name: str | N
     else:
         save = list(spec.modules_to_save)
     save = save or None
-    if spec.method in PROMPT_METHODS:
+    if PeftMethod(spec.method).virtual_tokens:
         _check_prompt_method(model, spec.method)
         if spec.method == "prompt_tuning":
             # Virtual tokens start as embeddings of sampled vocabulary tokens, inside the space the model knows.

@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 
 from tuneforge.errors import TuneforgeError
 from tuneforge.models.catalog import CatalogEntry, find_entry
-from tuneforge.models.estimate import Estimate, TrainingSetup, estimate
+from tuneforge.models.estimate import Estimate, TrainingSetup, estimate, shape_task
 from tuneforge.models.shapes import GENERATION_TASKS, ModelShape, build_meta_model, model_shape, shape_of
+from tuneforge.recipe import PeftMethod
 
 BATCH_SIZES = (16, 8, 4)
 FEW_ROWS, MANY_ROWS = 500, 20_000
@@ -48,7 +49,7 @@ REGIONAL = 30  # a multilingual model listing at most this many languages counts
 class RecommendRequest:
     """The task, the data and the machine, as the recommender needs them."""
 
-    task: str
+    task: str  # a task `tuneforge train` takes (ner, multilabel ...), or a catalog task (generation ...)
     rows: int
     memory_bytes: int
     device: str = "cpu"
@@ -59,6 +60,11 @@ class RecommendRequest:
     device_flops: float = 0.0
     device_source: str = ""
     precision: str = "fp32"
+
+    @property
+    def model_task(self) -> str:
+        """The catalog's name for the task's model (a multilabel classifier is a classifier)."""
+        return shape_task(self.task)
 
     @property
     def regime(self) -> str:
@@ -96,7 +102,7 @@ def method_order(request: RecommendRequest, parameters: int, family: str | None)
         order = ["full", "lora", "qlora"] if parameters <= 450e6 else ["lora", "qlora", "full"]
     else:
         order = ["full", "lora", "qlora"]
-    if request.task in GENERATION_TASKS or family != "encoder":
+    if request.model_task in GENERATION_TASKS or family != "encoder":
         order = [method for method in order if method != "freeze"]  # nothing new to train on a frozen LM
     if request.device != "cuda":
         order = [method for method in order if method != "qlora"]  # bitsandbytes 4-bit needs CUDA
@@ -104,7 +110,7 @@ def method_order(request: RecommendRequest, parameters: int, family: str | None)
 
 
 def _setup(request: RecommendRequest, method: str, batch: int, checkpointing: bool = False) -> TrainingSetup:
-    return TrainingSetup(task=request.task, batch_size=batch, max_length=request.max_length, method=method,  # type: ignore[arg-type]
+    return TrainingSetup(task=request.model_task, batch_size=batch, max_length=request.max_length, method=method,
                          precision=request.precision, device=request.device, rows=request.rows,  # type: ignore[arg-type]
                          tokens_per_row=request.tokens_per_row, gradient_checkpointing=checkpointing)
 
@@ -182,6 +188,14 @@ def describe_method(method: str, batch: int, checkpointing: bool) -> str:
     return text + " + gradient checkpointing" if checkpointing else text
 
 
+def recipe_settings(method: str) -> list[str]:
+    """The recipe fields (`--set` assignments) that train the way an estimate method is sized."""
+    if method == "freeze":
+        return ["freeze.all_but_head=true"]
+    peft = PeftMethod(method) if method in PeftMethod.names() else PeftMethod.NONE
+    return [f"peft.method={peft}"] if peft.enabled else []
+
+
 def _method_reason(method: str, request: RecommendRequest, first_choice: str) -> str:
     if method != first_choice:
         return f"{method} because {first_choice} does not fit {request.memory_bytes / 2**30:.0f} GiB"
@@ -194,7 +208,7 @@ def _method_reason(method: str, request: RecommendRequest, first_choice: str) ->
 
 def evaluate_candidate(entry: CatalogEntry, shape: ModelShape, request: RecommendRequest) -> Candidate | None:
     """Score one model for the request; None when it cannot serve the task or the language."""
-    fit = FAMILY_FIT.get(request.task, {}).get(entry.family or "")
+    fit = FAMILY_FIT.get(request.model_task, {}).get(entry.family or "")
     language = _language_score(entry, request.language)
     if fit is None or language is None:
         return None
@@ -240,13 +254,13 @@ def recommend(request: RecommendRequest, entries: Sequence[CatalogEntry], limit:
     candidates: list[Candidate] = []
     skipped: list[tuple[str, str]] = []
     for entry in entries:
-        if request.task not in entry.tasks:
+        if request.model_task not in entry.tasks:
             continue
         if request.language is not None and not entry.languages:
             skipped.append((entry.name, "languages unknown"))
             continue
         try:
-            shape = _shape(entry, request.task)
+            shape = _shape(entry, request.model_task)
         except TuneforgeError as error:
             skipped.append((entry.name, error.message))
             continue
