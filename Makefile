@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The CPU build of torch; set TORCH_SPEC to another spec (for example a CUDA build) on a GPU machine.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: demo test test-slow bench lint install dev clean
+.PHONY: demo test test-slow bench lint install dev docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,5 +39,10 @@ bench: $(VENV)/.dev-installed
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check src tests bench
 
+# The documentation site (docs/, mkdocs.yml) into site/; --strict turns broken links and missing pages into errors.
+docs: $(VENV)/.installed
+	$(BIN)/python -m pip install -q -e ".[docs]"
+	$(BIN)/mkdocs build --strict --site-dir site
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs site .pytest_cache
