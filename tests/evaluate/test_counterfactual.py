@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from tuneforge.augment.identity import load_terms
 from tuneforge.errors import TuneforgeError
 from tuneforge.evaluate.counterfactual import counterfactual_probe
-from tuneforge.evaluate.identity import load_terms
 
 WEIGHTS = {"he": 2, "his": 2, "him": 2, "she": -2, "her": -2, "muslim": -1, "great": 5}
 

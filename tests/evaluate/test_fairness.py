@@ -11,12 +11,12 @@ from fairlearn.metrics import equalized_odds_difference
 
 import tuneforge
 from tests.conftest import FILLER, WORDS, build_tiny_bert, tiny_recipe, write_csv
+from tuneforge.augment.identity import MULTIPLE, infer_groups, load_terms
 from tuneforge.cli.main import main
 from tuneforge.errors import TuneforgeError
 from tuneforge.evaluate.counterfactual import counterfactual_probe
 from tuneforge.evaluate.fairness import fairness_verdict, group_metrics
 from tuneforge.evaluate.fairness_audit import audit, read_audit_data
-from tuneforge.evaluate.identity import MULTIPLE, infer_groups, load_terms
 from tuneforge.recipe import FairnessSpec
 
 LABELS = ["neg", "pos"]

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from tuneforge.errors import TuneforgeError
+from tuneforge.models.resolve import resolve_model
 
 Translator = Callable[[list[str]], list[str]]
 # Apertium marks words it could not translate (*), generate (#) or analyse (@); -u drops only the first.
@@ -114,8 +115,6 @@ class TransformersTranslator:
     def _load(self, name: str) -> tuple:
         if name not in self._loaded:
             from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
-
-            from tuneforge.models.resolve import resolve_model
 
             resolved = resolve_model(name)
             try:

@@ -15,6 +15,7 @@ from typing import Any
 
 from tuneforge.augment.base import STOP_WORDS, TRIES_PER_VARIANT, WORD, eligible_spans, match_case, normalise
 from tuneforge.errors import TuneforgeError
+from tuneforge.models.resolve import resolve_model
 
 NO_MLM_HEAD_FIX = ("name a model trained with masked language modelling that keeps its MLM head, e.g. "
                    "bert-base-uncased, distilroberta-base or a local folder saved from *ForMaskedLM; "
@@ -24,8 +25,6 @@ NO_MLM_HEAD_FIX = ("name a model trained with masked language modelling that kee
 def load_masked_lm(name: str) -> tuple[Any, Any]:
     """(tokenizer, model) of a masked LM, refusing a checkpoint whose MLM head would be random."""
     from transformers import AutoModelForMaskedLM, AutoTokenizer
-
-    from tuneforge.models.resolve import resolve_model
 
     resolved = resolve_model(name)
     try:

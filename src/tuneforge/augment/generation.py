@@ -28,6 +28,7 @@ from typing import Any
 
 from tuneforge.augment.base import normalise
 from tuneforge.errors import TuneforgeError
+from tuneforge.models.resolve import resolve_model
 
 # texts -> (predicted label, probability of that label) per text
 LabelFilter = Callable[[list[str]], list[tuple[str, float]]]
@@ -97,8 +98,6 @@ def run_filter(run_dir: str) -> LabelFilter:
 def load_generator(name: str) -> tuple[Any, Any, bool]:
     """(tokenizer, model, is_encoder_decoder), safetensors only, no remote code."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
-
-    from tuneforge.models.resolve import resolve_model
 
     resolved = resolve_model(name)
     options = {"local_files_only": resolved.offline, "trust_remote_code": False}

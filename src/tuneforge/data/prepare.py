@@ -10,12 +10,15 @@ import datasets
 import numpy as np
 from sklearn.model_selection import train_test_split
 
+from tuneforge.augment.counterfactual import counterfactual_augmentation
+from tuneforge.augment.identity import joint_groups, load_terms
 from tuneforge.augment.pipeline import augment_split
 from tuneforge.data import validation as checks
 from tuneforge.data.language import language_mismatch
 from tuneforge.data.loading import read_table
+from tuneforge.data.mitigation import group_reweighting
 from tuneforge.errors import DataError, Problem, TuneforgeError
-from tuneforge.recipe import Recipe
+from tuneforge.recipe import LABEL_SEPARATORS, Recipe
 
 LABEL_FIELD = "labels"  # the name Transformers models expect
 WEIGHT_FIELD = "example_weights"  # optional per-example loss weights (fairness reweighting), mean about 1
@@ -59,8 +62,6 @@ def sort_labels(keys: set[str]) -> list[str]:
 
 def label_separator(recipe: Recipe, train_values: list[Any]) -> str | None:
     """The multilabel separator: the recipe's, else the first of '|', ';', ',' found in the training labels."""
-    from tuneforge.recipe import LABEL_SEPARATORS
-
     return recipe.data.label_separator or checks.detect_separator(train_values, LABEL_SEPARATORS)
 
 
@@ -284,9 +285,6 @@ def _mitigate(train: datasets.Dataset, recipe: Recipe) -> tuple[datasets.Dataset
     fairness, spec = recipe.fairness, recipe.data
     if fairness.mitigation == "none":
         return train, None
-    from tuneforge.evaluate.identity import joint_groups, load_terms
-    from tuneforge.evaluate.mitigation import counterfactual_augmentation, group_reweighting
-
     terms = load_terms(fairness.identity_categories, fairness.identity_terms_file)
     texts = train[spec.text_column]
     if fairness.mitigation == "reweight":

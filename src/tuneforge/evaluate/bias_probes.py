@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 from tuneforge.errors import DataError, ModelNotFoundError, Problem, TuneforgeError
+from tuneforge.models.resolve import resolve_model
 
 Kind = Literal["auto", "mlm", "clm"]
 REQUIRED_COLUMNS = ("sent_more", "sent_less", "stereo_antistereo", "bias_type")
@@ -261,8 +262,6 @@ def detect_kind(config: Any) -> Literal["mlm", "clm"]:
 
 
 def _resolve_offline(name: str) -> tuple[str, str]:
-    from tuneforge.models.resolve import resolve_model
-
     resolved = resolve_model(name)
     if resolved.source == "hub":
         raise ModelNotFoundError(

@@ -13,8 +13,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from tuneforge.augment.identity import Lexicon, Terms, Variant
 from tuneforge.errors import TuneforgeError
-from tuneforge.evaluate.identity import Lexicon, Terms, Variant
 
 
 class ClassifierLike(Protocol):

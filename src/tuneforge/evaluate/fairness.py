@@ -19,8 +19,8 @@ import pandas as pd
 from fairlearn import metrics as fl
 from sklearn.metrics import accuracy_score, f1_score
 
+from tuneforge.augment.identity import is_missing_group
 from tuneforge.errors import TuneforgeError
-from tuneforge.evaluate.identity import is_missing_group
 
 if TYPE_CHECKING:
     from tuneforge.recipe import FairnessSpec

@@ -5,21 +5,48 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import Any, Protocol
 
 import numpy as np
 
+from tuneforge.augment.identity import infer_groups, is_missing_group, load_terms
 from tuneforge.data import validation as checks
+from tuneforge.data.conll import tag_problems
 from tuneforge.data.loading import read_table
+from tuneforge.data.prepare import label_separator, multi_hot
+from tuneforge.data.token_data import load_sentences
 from tuneforge.errors import DataError
 from tuneforge.evaluate.calibration import calibration_report, scaled_probabilities
 from tuneforge.evaluate.error_analysis import error_analysis, word_counts
-from tuneforge.evaluate.identity import infer_groups, is_missing_group, load_terms
 from tuneforge.evaluate.plugins import load_plugins, run_plugins
-from tuneforge.predict import Predictor
 from tuneforge.recipe import Recipe
-from tuneforge.tasks import get_task
+from tuneforge.tasks import get_task, multilabel
+from tuneforge.tasks.token_classification import entity_metrics
 from tuneforge.trust import RunCodeTrust
+
+
+class RunPredictor(Protocol):
+    """What evaluation needs from a loaded run. `tuneforge.load(run_dir)` returns one (a single run or an
+    ensemble); evaluation names the shape rather than the class, because prediction is built on top of it."""
+
+    recipe: Recipe
+    task: ModuleType
+    labels: list[str] | None  # classes of a whole-text classifier, else None
+    multilabels: list[str] | None
+    thresholds: list[float] | None
+    tags: list[str] | None  # token classification
+    temperature: float
+
+    def logits(self, texts: Sequence[str], pairs: Sequence[str] | None = None, batch_size: int = 64
+               ) -> np.ndarray: ...
+
+    def scale_logits(self, logits: np.ndarray) -> np.ndarray: ...
+
+    def predict(self, texts: Sequence[str], pairs: Sequence[str] | None = None, batch_size: int = 64
+                ) -> list[dict[str, Any]]: ...
+
+    def tag(self, texts: Sequence[str | Sequence[str]], batch_size: int = 64) -> list[dict[str, Any]]: ...
 
 
 def error_groups(recipe: Recipe, texts: Sequence[str], columns: Mapping[str, Sequence[Any]] | None = None
@@ -75,8 +102,6 @@ def _analyse_multilabel(recipe: Recipe, label_names: list[str], logits: np.ndarr
                         texts: Sequence[str], thresholds: Sequence[float] | None) -> dict[str, Any]:
     """Multilabel metrics at the run's thresholds; calibration and error analysis assume one class per text,
     so they are left out (None) as for regression. Plug-ins get multi-hot predictions and label probabilities."""
-    from tuneforge.tasks import multilabel
-
     metrics = multilabel.compute_metrics(logits, labels, label_names, thresholds)
     metrics["examples"] = len(texts)
     metrics["thresholds"] = dict(zip(label_names, [float(t) for t in multilabel.threshold_array(
@@ -89,7 +114,7 @@ def _analyse_multilabel(recipe: Recipe, label_names: list[str], logits: np.ndarr
     return metrics
 
 
-def score_file(predictor: Predictor, path: str | Path, batch_size: int = 64) -> tuple[dict[str, Any], list[dict]]:
+def score_file(predictor: RunPredictor, path: str | Path, batch_size: int = 64) -> tuple[dict[str, Any], list[dict]]:
     """Metrics and per-row predictions for a labelled file; raises `DataError` listing every problem.
 
     Besides the task metrics the dict holds `calibration` (ECE/NLL before and after the run's stored temperature,
@@ -138,12 +163,10 @@ def score_file(predictor: Predictor, path: str | Path, batch_size: int = 64) -> 
                      for t, y, r in zip(texts, raw_labels, rows, strict=True)]
 
 
-def _score_multilabel(predictor: Predictor, path: str, dataset: Any, texts: list[Any], pairs: list[Any] | None,
+def _score_multilabel(predictor: RunPredictor, path: str, dataset: Any, texts: list[Any], pairs: list[Any] | None,
                       raw_labels: list[Any], problems: list[Any], batch_size: int
                       ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """`score_file` for a multilabel run: labels split like training's, unseen labels an error."""
-    from tuneforge.data.prepare import label_separator, multi_hot
-
     spec = predictor.recipe.data
     names = predictor.multilabels or []
     rows = [checks.split_labels(v, label_separator(predictor.recipe, raw_labels)) for v in raw_labels]
@@ -159,13 +182,9 @@ def _score_multilabel(predictor: Predictor, path: str, dataset: Any, texts: list
     return metrics, [{"text": t, "true": "|".join(row), **r} for t, row, r in zip(texts, rows, decoded, strict=True)]
 
 
-def score_tagged_file(predictor: Predictor, path: str | Path, batch_size: int = 64
+def score_tagged_file(predictor: RunPredictor, path: str | Path, batch_size: int = 64
                       ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Entity-level metrics and per-sentence predictions of a token-classification run on a tagged file."""
-    from tuneforge.data.conll import tag_problems
-    from tuneforge.data.token_data import load_sentences
-    from tuneforge.tasks.token_classification import entity_metrics
-
     problems: list[Any] = []
     sentences = load_sentences(str(path), "test", predictor.recipe, problems)
     if sentences is not None:

@@ -13,7 +13,13 @@ from typing import Any
 
 from tuneforge import artifacts
 from tuneforge.errors import TuneforgeError
-from tuneforge.explain.attention import AttentionMaps, attention_maps, rollout_attribution
+from tuneforge.explain.attention import (
+    AttentionMaps,
+    attention_maps,
+    plot_attention_grid,
+    plot_rollout,
+    rollout_attribution,
+)
 from tuneforge.explain.attributions import (
     Attribution,
     global_token_importance,
@@ -21,6 +27,7 @@ from tuneforge.explain.attributions import (
     lime_attribution,
     shap_attribution,
 )
+from tuneforge.explain.render import PageSection, explanation_page
 
 METHODS = ("ig", "shap", "lime", "attention")
 SCHEMA_VERSION = 1
@@ -140,9 +147,6 @@ def write_explanations(results: Sequence[TextExplanation], output: Path, source:
                        title: str = "Explanations") -> dict[str, Path]:
     """Write explanations.json, explanations.html, attention PNGs per text and, for several texts,
     global_tokens.json into `output`; returns what was written, by name."""
-    from tuneforge.explain.attention import plot_attention_grid, plot_rollout
-    from tuneforge.explain.render import PageSection, explanation_page
-
     output.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
     plots: dict[int, dict[str, str]] = {}

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from tuneforge import artifacts
-from tuneforge.data.loading import row_label
+from tuneforge.data.loading import read_table, row_label
 from tuneforge.data.validation import check_columns, is_blank, label_key, text_key
 from tuneforge.errors import DataError, Problem, TuneforgeError
 from tuneforge.lifecycle.active_learning import Selection, select
@@ -25,8 +25,6 @@ MAX_LABELLED_EMBEDDED = 2000  # labelled rows embedded as diversity's starting c
 
 def read_frame(path: str | Path) -> pd.DataFrame:
     """A table as strings, blank cells as None, with the loader's errors (missing file, bad format)."""
-    from tuneforge.data.loading import read_table
-
     frame = read_table(path, "train").to_pandas()
     return frame.astype(object).where(frame.notna(), None)
 

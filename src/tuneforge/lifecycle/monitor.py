@@ -18,6 +18,7 @@ from tuneforge import artifacts
 from tuneforge.data.validation import is_blank
 from tuneforge.errors import TuneforgeError
 from tuneforge.lifecycle import drift
+from tuneforge.lifecycle.annotation import read_frame
 from tuneforge.run import RunLayout, read_run_recipe
 
 MAX_REFERENCE = 2000  # training rows compared (a seeded sample beyond this): plenty for every statistic here
@@ -75,8 +76,6 @@ def reference_from_run(run_dir: str | Path, seed: int = 0) -> Reference:
     labels: list[str] = []
     source = recipe.data.train
     if source and Path(source).exists():
-        from tuneforge.lifecycle.annotation import read_frame
-
         frame = read_frame(source)
         frame = frame[[not is_blank(t) for t in frame[recipe.data.text_column]]]
         texts = [str(t) for t in frame[recipe.data.text_column]]

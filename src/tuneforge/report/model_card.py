@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from tuneforge import __version__, artifacts
+from tuneforge.models.resolve import BUNDLED, bundled_path
 from tuneforge.recipe import GENERATIVE_TASKS
 from tuneforge.report.blocks import as_float, fmt_metric, fmt_number, fmt_value, humanize
 from tuneforge.report.evaluation import calibration_numbers, splits_with
@@ -99,8 +100,6 @@ def _front_matter_licence(readme: Path) -> str | None:
 
 def base_model_info(name: str) -> BaseModelInfo:
     """Name and licence of the model a run started from, read from the bundled package's own model card."""
-    from tuneforge.models.resolve import BUNDLED, bundled_path
-
     wanted = name.strip().lower()
     for model in BUNDLED:
         if wanted in {model.alias, model.hub_id.lower(), model.hub_id.split("/")[-1].lower(), model.pip_name}:

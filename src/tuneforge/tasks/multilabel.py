@@ -16,6 +16,8 @@ import numpy as np
 from scipy.special import expit
 from sklearn.metrics import f1_score, hamming_loss, precision_recall_fscore_support, precision_score, recall_score
 
+from tuneforge import artifacts
+
 NAME = "multilabel"
 PRIMARY_METRICS = ("f1_micro", "f1_macro")
 DEFAULT_THRESHOLD = 0.5
@@ -105,8 +107,6 @@ def decode(logits: np.ndarray, label_names: list[str], thresholds: Sequence[floa
 
 
 def write_thresholds(path: Path, label_names: list[str], thresholds: Sequence[float]) -> None:
-    from tuneforge import artifacts
-
     artifacts.write_json(path, {"labels": list(label_names), "thresholds": [float(t) for t in thresholds]})
 
 

@@ -1,12 +1,11 @@
-"""Reweighing and counterfactual augmentation."""
+"""Group reweighing (Kamiran & Calders): the weights by hand, and equal label shares in every group."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from tuneforge.evaluate.identity import load_terms
-from tuneforge.evaluate.mitigation import counterfactual_augmentation, group_reweighting
+from tuneforge.data.mitigation import group_reweighting
 
 
 def weighted_label_shares(groups, labels, weights) -> dict:
@@ -42,20 +41,3 @@ def test_reweighting_equalises_label_distribution_across_groups():
     overall = {label: labels.count(label) / len(labels) for label in set(labels)}
     for group_shares in shares.values():
         assert group_shares == pytest.approx(overall)
-
-
-def test_counterfactual_augmentation_adds_swapped_copies_once():
-    texts = ["she liked it", "he liked it", "the soup was cold", "The Woman smiled", "The Woman smiled"]
-    labels = [0, 1, 0, 1, 1]
-    new_texts, new_labels = counterfactual_augmentation(texts, labels, load_terms(["gender"]))
-    # 'he liked it' and 'she liked it' already exist, the soup names no one, the woman's copy is added once.
-    assert new_texts == texts + ["The Man smiled"]
-    assert new_labels == labels + [1]
-
-
-def test_augmentation_covers_every_category_and_keeps_labels():
-    new_texts, new_labels = counterfactual_augmentation(["the Muslim cook"], ["positive"],
-                                                        load_terms(["gender", "religion"]))
-    assert new_texts[0] == "the Muslim cook"
-    assert "the Jewish cook" in new_texts and len(new_texts) == 1 + 6  # one copy per other religion
-    assert set(new_labels) == {"positive"}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from tuneforge.augment.identity import MULTIPLE, Lexicon, infer_groups, joint_groups, load_terms, match_case
 from tuneforge.errors import DataError, TuneforgeError
-from tuneforge.evaluate.identity import MULTIPLE, Lexicon, infer_groups, joint_groups, load_terms, match_case
 from tuneforge.recipe import FairnessSpec
 
 
