@@ -103,7 +103,7 @@ def sample(split: Split, rows: int, seed: int) -> Split:
 
 def group_sizes(split: Split) -> dict[str, dict[str, dict[str, int]]]:
     """Rows per inferred group and label for every shipped category: shows which categories this data can audit."""
-    from tuneforge.evaluate.identity import infer_groups, load_terms
+    from tuneforge.augment.identity import infer_groups, load_terms
 
     terms = load_terms()
     sizes: dict[str, dict[str, dict[str, int]]] = {}
@@ -262,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["HF_DATASETS_CACHE"] = str(workdir / "hf-datasets")
         from tuneforge.cli.common import quiet_libraries
         from tuneforge.errors import TuneforgeError
-        from tuneforge.evaluate.identity import load_terms
+        from tuneforge.augment.identity import load_terms
 
         quiet_libraries()
         try:
