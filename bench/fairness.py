@@ -260,9 +260,9 @@ def main(argv: list[str] | None = None) -> int:
         workdir = Path(scratch)
         # A benchmark should measure cold runs and leave nothing behind, so `datasets` caches in the scratch folder.
         os.environ["HF_DATASETS_CACHE"] = str(workdir / "hf-datasets")
+        from tuneforge.augment.identity import load_terms
         from tuneforge.cli.common import quiet_libraries
         from tuneforge.errors import TuneforgeError
-        from tuneforge.augment.identity import load_terms
 
         quiet_libraries()
         try:
