@@ -19,7 +19,7 @@ from tuneforge.data.loading import read_table
 from tuneforge.errors import DataError, Problem, TuneforgeError
 from tuneforge.evaluate.counterfactual import counterfactual_probe
 from tuneforge.evaluate.fairness import check_positive_label, fairness_verdict, group_metrics, minority_label
-from tuneforge.evaluate.scoring import RunPredictor
+from tuneforge.evaluate.scoring import Scorable
 from tuneforge.recipe import FairnessSpec
 
 
@@ -48,7 +48,7 @@ def _sensitive_problems(path: str, columns: list[str], wanted: list[str]) -> lis
     return problems
 
 
-def read_audit_data(predictor: RunPredictor, path: str | Path, sensitive_columns: list[str]) -> AuditData:
+def read_audit_data(predictor: Scorable, path: str | Path, sensitive_columns: list[str]) -> AuditData:
     """Read and check a labelled file the way `tuneforge evaluate` does, listing every problem at once."""
     if predictor.labels is None:
         raise TuneforgeError("fairness metrics need a classification run",
@@ -74,7 +74,7 @@ def read_audit_data(predictor: RunPredictor, path: str | Path, sensitive_columns
                      labels=[checks.label_key(v) for v in raw_labels], sensitive=sensitive)
 
 
-def audit(predictor: RunPredictor, data: AuditData, spec: FairnessSpec, *, terms: Terms | None = None,
+def audit(predictor: Scorable, data: AuditData, spec: FairnessSpec, *, terms: Terms | None = None,
           counterfactual_limit: int | None = None, batch_size: int = 64) -> dict[str, Any]:
     """The fairness.json report: per-attribute group metrics, the counterfactual probe, thresholds, breaches.
 

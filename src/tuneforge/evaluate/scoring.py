@@ -26,9 +26,9 @@ from tuneforge.tasks.token_classification import entity_metrics
 from tuneforge.trust import RunCodeTrust
 
 
-class RunPredictor(Protocol):
-    """What evaluation needs from a loaded run. `tuneforge.load(run_dir)` returns one (a single run or an
-    ensemble); evaluation names the shape rather than the class, because prediction is built on top of it."""
+class Scorable(Protocol):
+    """What evaluation reads from a loaded run: `tuneforge.load(run_dir)` returns one (a `predict.RunPredictor`
+    with its task's extras). Named here rather than imported, because prediction sits above evaluation."""
 
     recipe: Recipe
     task: ModuleType
@@ -114,7 +114,7 @@ def _analyse_multilabel(recipe: Recipe, label_names: list[str], logits: np.ndarr
     return metrics
 
 
-def score_file(predictor: RunPredictor, path: str | Path, batch_size: int = 64) -> tuple[dict[str, Any], list[dict]]:
+def score_file(predictor: Scorable, path: str | Path, batch_size: int = 64) -> tuple[dict[str, Any], list[dict]]:
     """Metrics and per-row predictions for a labelled file; raises `DataError` listing every problem.
 
     Besides the task metrics the dict holds `calibration` (ECE/NLL before and after the run's stored temperature,
@@ -163,7 +163,7 @@ def score_file(predictor: RunPredictor, path: str | Path, batch_size: int = 64) 
                      for t, y, r in zip(texts, raw_labels, rows, strict=True)]
 
 
-def _score_multilabel(predictor: RunPredictor, path: str, dataset: Any, texts: list[Any], pairs: list[Any] | None,
+def _score_multilabel(predictor: Scorable, path: str, dataset: Any, texts: list[Any], pairs: list[Any] | None,
                       raw_labels: list[Any], problems: list[Any], batch_size: int
                       ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """`score_file` for a multilabel run: labels split like training's, unseen labels an error."""
@@ -182,7 +182,7 @@ def _score_multilabel(predictor: RunPredictor, path: str, dataset: Any, texts: l
     return metrics, [{"text": t, "true": "|".join(row), **r} for t, row, r in zip(texts, rows, decoded, strict=True)]
 
 
-def score_tagged_file(predictor: RunPredictor, path: str | Path, batch_size: int = 64
+def score_tagged_file(predictor: Scorable, path: str | Path, batch_size: int = 64
                       ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Entity-level metrics and per-sentence predictions of a token-classification run on a tagged file."""
     problems: list[Any] = []
