@@ -103,7 +103,7 @@ def train_chat_run(model: Path, folder: Path, steps: int = 120) -> Path:
         "data": {"train": str(data), "messages_column": "messages", "validation_split": 0.0,
                  "cache_dir": str(folder / "cache")},
         "train": {"epochs": 1, "max_steps": steps, "batch_size": 8, "learning_rate": 1e-2, "max_length": 48,
-                  "warmup_ratio": 0.0, "logging_steps": 20},
+                  "warmup_ratio": 0.0, "logging_steps": 20, "save_checkpoints": False},
         "generation": {"max_new_tokens": 8}, "evaluation": {"explain_examples": 0},
         "output": {"dir": str(folder / "run")}})
     return run.directory

@@ -32,10 +32,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tuneforge import __version__
 from tuneforge.errors import TuneforgeError
 from tuneforge.lifecycle.settings import ServeSettings, check_exposure, token_matches
-from tuneforge.recipe import Recipe
+from tuneforge.recipe import GENERATIVE_TASKS, Recipe
 from tuneforge.run import RunLayout, read_run_recipe
 
-SERVED_TASKS = ("classification", "regression")
+SERVED_TASKS = ("classification", "regression", "seq2seq", "causal-lm")  # generative ones: lifecycle/openai_api.py
 OPEN_PATHS = ("/health",)  # load balancers probe it without credentials
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 EXAMPLES = {
@@ -473,7 +473,7 @@ def _check_run(root: Path) -> Recipe:
     """Fail before the server starts (or before a new version replaces the served one), with a fix."""
     recipe = read_run_recipe(root)
     if recipe.task not in SERVED_TASKS:
-        raise TuneforgeError(f"serving supports {' and '.join(SERVED_TASKS)} runs; '{root}' is a {recipe.task} run",
+        raise TuneforgeError(f"serving supports {', '.join(SERVED_TASKS)} runs; '{root}' is a {recipe.task} run",
                              fix="use `tuneforge predict` for this run")
     if not RunLayout(root).is_finished():
         raise TuneforgeError(f"run '{root}' has not finished training (no model or no metrics.json)",
@@ -569,6 +569,11 @@ def create_app(source: str | Path | ModelSource, settings: ServeSettings | None 
         fix = f"send JSON like {example}" if example else "send JSON that fits the schema"
         return _problem(422, f"the request does not fit the schema: {issues}",
                         fix=f"{fix}; the full schema is at /openapi.json", detail=detail)
+
+    if service.pending[2].task in GENERATIVE_TASKS:  # OpenAI's chat and text completions answer instead of /predict
+        from tuneforge.lifecycle.openai_api import add_openai_routes  # it builds on this module's Service
+
+        add_openai_routes(app, service, settings)
 
     @app.post("/predict", response_model=PredictResponse, response_model_exclude_none=True, responses=errors)
     async def predict(body: PredictRequest) -> dict[str, Any]:
