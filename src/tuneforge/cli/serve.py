@@ -77,6 +77,8 @@ def register(app: typer.Typer) -> None:
         device: str = typer.Option("auto", help="auto, cpu or cuda."),
         threads: int = typer.Option(None, min=1, show_default=False,
                                     help="torch threads per worker (default: the cores shared among the workers)."),
+        explain_workers: int = typer.Option(1, min=1, help="Explanations computed at once, on their own copy of the "
+                                                           "model so predictions keep flowing; more get 429."),
         registry_uri: str = registry_option(),
         reload_interval: float = typer.Option(10.0, min=0, help="Seconds between checks of the followed alias; "
                                                                 "0 turns hot reload off."),
@@ -100,7 +102,8 @@ def register(app: typer.Typer) -> None:
         threads = threads or max(1, (os.cpu_count() or 1) // workers)
         settings = ServeSettings(host=host, port=port, token=token or None, max_batch=max_batch,
                                  max_text_chars=max_text_chars, device=device, threads=threads,
-                                 reload_interval=reload_interval, log_predictions=log_predictions,
+                                 explain_workers=explain_workers, reload_interval=reload_interval,
+                                 log_predictions=log_predictions,
                                  trust_run_code=trust_run_code)
         check_exposure(settings)
         quiet_libraries()

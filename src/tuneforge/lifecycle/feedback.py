@@ -51,8 +51,12 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import ArgumentError, OperationalError
 
 from tuneforge.errors import TuneforgeError
+from tuneforge.redaction import redact_text
 
 FEEDBACK_FILE = "feedback.db"
+# The largest id an Integer column holds: SQLite stores 64-bit integers, PostgreSQL and MySQL 32-bit ones.
+MAX_ID = {"sqlite": 2**63 - 1}
+MAX_ID_DEFAULT = 2**31 - 1
 
 metadata = MetaData()
 
@@ -166,7 +170,7 @@ class FeedbackStore:
         try:
             engine = create_engine(url)
         except (ArgumentError, ImportError, ValueError) as error:
-            raise TuneforgeError(f"cannot open the feedback store '{url}': {error}",
+            raise TuneforgeError(f"cannot open the feedback store '{redact_text(url)}': {redact_text(str(error))}",
                                  fix="pass a SQLAlchemy URL such as sqlite:///feedback.db or "
                                      "postgresql://user@host/db (with its driver installed)") from error
         if engine.dialect.name == "sqlite":
@@ -177,8 +181,9 @@ class FeedbackStore:
         try:
             metadata.create_all(engine)
         except OperationalError as error:
-            raise TuneforgeError(f"cannot open the feedback store '{engine.url.render_as_string()}': "
-                                 f"{error.orig}", fix="check the path or server and its permissions") from error
+            raise TuneforgeError(f"cannot open the feedback store '{engine.url.render_as_string(hide_password=True)}'"
+                                 f": {redact_text(str(error.orig))}",
+                                 fix="check the path or server and its permissions") from None
         return cls(engine)
 
     def close(self) -> None:
@@ -257,6 +262,10 @@ class FeedbackStore:
             return [_prediction(row) for row in connection.execute(query).mappings()]
 
     def prediction(self, prediction_id: int) -> PredictionRecord | None:
+        """The logged prediction with this id; None when there is none, including an id no id column can hold
+        (the database would refuse the query rather than find nothing)."""
+        if not 1 <= prediction_id <= MAX_ID.get(self.engine.dialect.name, MAX_ID_DEFAULT):
+            return None
         with self.engine.connect() as connection:
             row = connection.execute(select(predictions_table).where(
                 predictions_table.c.id == prediction_id)).mappings().first()

@@ -5,14 +5,22 @@ request fails and none is answered by a half-loaded model (each request keeps th
 
 Every forward pass runs on one dedicated thread: the event loop stays free to answer /health and /metrics while
 a batch is scored, and torch never runs two batches at once on a machine with few cores (which would make both
-slower than running them in turn). Writes to the feedback store run on a thread of their own and commit before
-the answer leaves, so an acknowledged prediction or correction survives the process being killed.
+slower than running them in turn). Explanations cost hundreds of forward passes, so they run on a thread and a
+copy of the model of their own, a few at a time (a busy server answers 429 with Retry-After): predictions keep
+flowing while one is computed. Writes to the feedback store run on a thread of their own and commit before the
+answer leaves, so an acknowledged prediction or correction survives the process being killed.
+
+Failures stay with the request that caused them: every text is checked at the schema (valid Unicode), bodies are
+counted as they stream in (a chunked upload has no Content-Length to check), and when a batched forward pass
+fails its requests are retried one at a time, so one bad request never fails the others batched with it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -21,13 +29,13 @@ from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Annotated, Any, Literal, Protocol, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from tuneforge import __version__
 from tuneforge.errors import TuneforgeError
@@ -43,16 +51,32 @@ EXAMPLES = {
     "/explain": '{"text": "one text", "methods": ["ig"]}',
     "/feedback": '{"prediction_id": 12, "label": "positive"} or {"text": "a text", "label": "positive"}',
 }
+# The widest integer a SQL id column holds; a larger prediction_id cannot name a stored prediction.
+MAX_ID = 2**63 - 1
 Result = TypeVar("Result")
 log = logging.getLogger("tuneforge.serve")
+
+
+def _unicode_text(text: str) -> str:
+    """JSON can carry a lone surrogate ("\\ud800"), which is no text: refuse it at the schema, with the field
+    named, rather than let the tokenizer fail on it inside a batch shared with other requests."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise ValueError(f"is not valid Unicode text: a lone surrogate at character {error.start} (send UTF-8 "
+                         "text; in JSON, \\uD800-\\uDFFF escapes must come in high-low pairs)") from None
+    return text
+
+
+Text = Annotated[str, AfterValidator(_unicode_text)]
 
 
 class PredictRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    texts: list[str] = Field(..., min_length=1, description="Texts to score (at most the server's max batch).")
-    pairs: list[str] | None = Field(None, description="The second text of each pair, one per text; only for runs "
-                                                      "trained on text pairs.")
+    texts: list[Text] = Field(..., min_length=1, description="Texts to score (at most the server's max batch).")
+    pairs: list[Text] | None = Field(None, description="The second text of each pair, one per text; only for runs "
+                                                       "trained on text pairs.")
 
 
 class Prediction(BaseModel):
@@ -71,12 +95,12 @@ class PredictResponse(BaseModel):
 class ExplainRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    text: str = Field(..., description="The text to explain.")
+    text: Text = Field(..., description="The text to explain.")
     methods: list[Literal["ig", "shap", "lime", "attention"]] = Field(
-        default_factory=lambda: ["ig"], min_length=1,
+        default_factory=lambda: ["ig"], min_length=1, max_length=4,
         description="Attribution methods: ig (Integrated Gradients), shap, lime, attention (rollout).")
-    label: str | None = Field(None, description="Explain this class instead of the predicted one.")
-    pair: str | None = Field(None, description="The second text, for runs trained on text pairs.")
+    label: Text | None = Field(None, description="Explain this class instead of the predicted one.")
+    pair: Text | None = Field(None, description="The second text, for runs trained on text pairs.")
 
 
 class TokenScores(BaseModel):
@@ -99,10 +123,11 @@ class ExplainResponse(BaseModel):
 class FeedbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    label: str = Field(..., min_length=1, description="The correct class.")
-    prediction_id: int | None = Field(None, ge=1, description="The `id` of a prediction this server answered.")
-    text: str | None = Field(None, min_length=1, description="The text, when correcting no logged prediction.")
-    pair: str | None = Field(None, description="The second text, with `text`, for runs trained on text pairs.")
+    label: Text = Field(..., min_length=1, description="The correct class.")
+    prediction_id: int | None = Field(None, ge=1, le=MAX_ID,
+                                      description="The `id` of a prediction this server answered.")
+    text: Text | None = Field(None, min_length=1, description="The text, when correcting no logged prediction.")
+    pair: Text | None = Field(None, description="The second text, with `text`, for runs trained on text pairs.")
 
     @model_validator(mode="after")
     def _one_target(self) -> FeedbackRequest:
@@ -123,7 +148,8 @@ class FeedbackResponse(BaseModel):
 
 class Health(BaseModel):
     status: str
-    run_dir: str
+    run_dir: str | None = Field(None, description="The served run folder; only for callers the server would answer "
+                                                  "on its other endpoints (never for a request without its token).")
     model: str = Field(..., description="The served model's name.")
     version: str | None = Field(None, description="The registered version served now (None for a run folder).")
     alias: str | None = Field(None, description="The alias the server follows, for a registered model.")
@@ -145,9 +171,11 @@ class ErrorBody(BaseModel):
 class Refusal(Exception):
     """A request the server will not run, with the HTTP status and what the caller should change."""
 
-    def __init__(self, status: int, error: str, fix: str = "", reason: str = "refused") -> None:
+    def __init__(self, status: int, error: str, fix: str = "", reason: str = "refused",
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(error)
         self.status, self.error, self.fix, self.reason = status, error, fix, reason
+        self.headers = headers
 
 
 def _problem(status: int, error: str, fix: str = "", detail: list[dict[str, Any]] | None = None,
@@ -243,6 +271,11 @@ class Service:
         self.current: Loaded | None = None
         self.executor: ThreadPoolExecutor | None = None
         self.store_executor: ThreadPoolExecutor | None = None
+        self.explain_executor: ThreadPoolExecutor | None = None
+        self.explaining = 0  # explanations running or waiting for an explain thread
+        self.explain_seconds = 1.0  # how long the last one took: the Retry-After a busy server answers
+        self.explainer: tuple[Loaded, Any] | None = None  # the explain threads' own copy of the served model
+        self.explainer_lock = threading.Lock()
         self.queue: deque[Queued] = deque()
         self.arrived: asyncio.Event | None = None
         self.started = time.monotonic()
@@ -358,10 +391,12 @@ class Service:
             pairs = None if first.pairs is None else [pair for item in group for pair in item.pairs or []]
             try:
                 rows = await self.on_model_thread(first.loaded.predictor.predict, texts, pairs, limit)
-            except Exception as error:  # every waiting request gets the failure, the loop goes on
-                for item in group:
-                    if not item.future.done():
-                        item.future.set_exception(error)
+            except Exception as error:
+                # Which request broke the pass is unknown: each is scored alone, so only that one fails.
+                if len(group) > 1:
+                    await self.predict_one_by_one(group, limit)
+                elif not first.future.done():
+                    first.future.set_exception(error)
                 continue
             self.batch_texts.observe(len(texts))
             start = 0
@@ -369,6 +404,53 @@ class Service:
                 if not item.future.done():
                     item.future.set_result(rows[start:start + len(item.texts)])
                 start += len(item.texts)
+
+    async def predict_one_by_one(self, group: list[Queued], limit: int) -> None:
+        """Answer each request of a failed batch on its own: the innocent ones get their rows, the bad one its
+        error."""
+        for item in group:
+            if item.future.done():
+                continue
+            try:
+                rows = await self.on_model_thread(item.loaded.predictor.predict, item.texts, item.pairs, limit)
+            except Exception as error:
+                log.warning("a /predict request failed on its own: %s: %s", type(error).__name__, error)
+                if not item.future.done():
+                    item.future.set_exception(error)
+                continue
+            self.batch_texts.observe(len(item.texts))
+            if not item.future.done():
+                item.future.set_result(rows)
+
+    async def explain(self, loaded: Loaded, work: Callable[[Any], Result]) -> Result:
+        """Run `work(predictor)` on an explain thread with the explain copy of `loaded`; refused with 429 and
+        Retry-After when every explain thread is taken, so explanations never queue without bound."""
+        assert self.explain_executor is not None, "the app has not started; use it inside its lifespan"
+        if self.explaining >= self.settings.explain_workers:
+            wait = max(1, math.ceil(self.explain_seconds))
+            raise Refusal(429, f"the server is computing {self.explaining} explanation(s), as many as it runs at "
+                               "once", fix=f"retry in {wait} s (Retry-After), or restart the server with more "
+                                       "--explain-workers", reason="busy", headers={"Retry-After": str(wait)})
+        self.explaining += 1
+        start = time.perf_counter()
+
+        def run() -> Result:
+            return work(self.explain_predictor(loaded))
+
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.explain_executor, run)
+        finally:
+            self.explaining -= 1
+            self.explain_seconds = time.perf_counter() - start
+
+    def explain_predictor(self, loaded: Loaded) -> Any:
+        """A second copy of the served model for explanations, loaded on the first /explain of each version:
+        attribution methods hook into the model's layers, which must never touch a prediction running beside."""
+        with self.explainer_lock:
+            if self.explainer is None or self.explainer[0] is not loaded:
+                self.explainer = None  # the previous version's copy goes before the next one loads
+                self.explainer = (loaded, self.load(loaded.root, loaded.version, loaded.recipe).predictor)
+            return self.explainer[1]
 
     async def on_model_thread(self, function: Callable[..., Result], *args: Any) -> Result:
         assert self.executor is not None, "the app has not started; use it inside its lifespan"
@@ -407,12 +489,13 @@ class Service:
         if pairs is not None and len(pairs) != len(texts):
             raise Refusal(422, f"{len(texts)} texts but {len(pairs)} pairs", fix="send one pair per text")
 
-    def health(self) -> dict[str, Any]:
+    def health(self, authorized: bool) -> dict[str, Any]:
+        """What is served; the run folder only for an `authorized` caller, since /health answers anyone."""
         loaded = self.current
         root, version, recipe = (loaded.root, loaded.version, loaded.recipe) if loaded else self.pending
         return {
             "status": "ok" if loaded is not None else "loading",
-            "run_dir": str(Path(root).resolve()),
+            "run_dir": str(Path(root).resolve()) if authorized else None,
             "model": self.name,
             "version": version,
             "alias": self.source.alias,
@@ -425,11 +508,20 @@ class Service:
             "tuneforge_version": __version__,
         }
 
+    def authorized(self, request: Request) -> bool:
+        """Whether the request may use every endpoint: the server wants no token, or it carries the token."""
+        token = self.settings.token
+        return not token or token_matches(request.headers.get("authorization"), token)
+
+    def body_too_large(self, size: int, counted: bool = False) -> JSONResponse:
+        what = f"more than {self.max_body_bytes} bytes" if counted else f"{size} bytes"
+        return _problem(413, f"the request body has {what}, more than any valid request",
+                        fix=f"send at most {self.settings.max_batch} texts of at most "
+                            f"{self.settings.max_text_chars} characters each")
+
     def guard(self, request: Request) -> JSONResponse | None:
         """The answer to a request that must not reach an endpoint (no token, oversized body), else None."""
-        token = self.settings.token
-        if token and request.url.path not in OPEN_PATHS and not token_matches(request.headers.get("authorization"),
-                                                                                 token):
+        if request.url.path not in OPEN_PATHS and not self.authorized(request):
             request.state.reason = "unauthorized"
             return _problem(401, "missing or wrong bearer token",
                             fix="send the header 'Authorization: Bearer <token>' with the server's token",
@@ -437,9 +529,7 @@ class Service:
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > self.max_body_bytes:
             request.state.reason = "too_large"
-            return _problem(413, f"the request body has {int(length)} bytes, more than any valid request",
-                            fix=f"send at most {self.settings.max_batch} texts of at most "
-                                f"{self.settings.max_text_chars} characters each")
+            return self.body_too_large(int(length))
         return None
 
     async def store_feedback(self, loaded: Loaded, body: FeedbackRequest) -> dict[str, Any]:
@@ -467,6 +557,40 @@ class Service:
         self.feedback.labels(label=body.label).inc()
         return {"id": stored.id, "model": self.name, "version": loaded.version, "label": body.label,
                 "prediction_id": body.prediction_id}
+
+
+class BodyLimit:
+    """Reads a request body as it streams in and answers 413 once it passes the largest valid request, before
+    anything parses it: a chunked upload carries no Content-Length for the guard to check."""
+
+    def __init__(self, app: Any, service: Service) -> None:
+        self.app, self.service = app, service
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]],
+                       send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit, chunks, size = self.service.max_body_bytes, [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away: the app sees that first
+                waiting = [message]
+                break
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > limit:
+                scope.setdefault("state", {})["reason"] = "too_large"
+                await self.service.body_too_large(size, counted=True)(scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                waiting = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
+                break
+
+        async def replay() -> dict[str, Any]:
+            return waiting.pop() if waiting else await receive()
+
+        await self.app(scope, replay, send)
 
 
 def _check_run(root: Path) -> Recipe:
@@ -497,6 +621,8 @@ def create_app(source: str | Path | ModelSource, settings: ServeSettings | None 
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         service.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tuneforge-model")
         service.store_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tuneforge-store")
+        service.explain_executor = ThreadPoolExecutor(max_workers=settings.explain_workers,
+                                                      thread_name_prefix="tuneforge-explain")
         watcher = None
         service.arrived = asyncio.Event()
         batcher = asyncio.create_task(service.batch_loop())
@@ -517,15 +643,18 @@ def create_app(source: str | Path | ModelSource, settings: ServeSettings | None 
                     task.cancel()
                     with suppress(asyncio.CancelledError):
                         await task
-            service.current = None
+            service.current = service.explainer = None
             service.executor.shutdown(wait=True)
             service.store_executor.shutdown(wait=True)
+            service.explain_executor.shutdown(wait=True)
 
     app = FastAPI(title=f"tuneforge: {service.name}", version=__version__, lifespan=lifespan,
                   description=f"Predictions, explanations and feedback for the {service.pending[2].task} model "
                               f"'{service.name}'.")
     app.state.service = service
     errors = {413: {"model": ErrorBody}, 422: {"model": ErrorBody}}
+    # Counted bytes, for bodies without a Content-Length (chunked): added first, so the guard below wraps it.
+    app.add_middleware(BodyLimit, service=service)
     if service.pending[2].features.enabled:  # typed feature columns: /predict and /explain take rows
         from tuneforge.lifecycle.multimodal_serve import add_multimodal_routes
 
@@ -551,7 +680,7 @@ def create_app(source: str | Path | ModelSource, settings: ServeSettings | None 
     @app.exception_handler(Refusal)
     async def refused(request: Request, refusal: Refusal) -> JSONResponse:
         request.state.reason = refusal.reason
-        return _problem(refusal.status, refusal.error, refusal.fix)
+        return _problem(refusal.status, refusal.error, refusal.fix, headers=refusal.headers)
 
     @app.exception_handler(TuneforgeError)
     async def user_error(request: Request, error: TuneforgeError) -> JSONResponse:
@@ -596,7 +725,9 @@ def create_app(source: str | Path | ModelSource, settings: ServeSettings | None 
         Accepted corrections join the next `tuneforge refresh` training set."""
         return await service.store_feedback(service.model(), body)
 
-    @app.post("/explain", response_model=ExplainResponse, response_model_exclude_none=True, responses=errors)
+    @app.post("/explain", response_model=ExplainResponse, response_model_exclude_none=True,
+              responses={**errors, 429: {"model": ErrorBody, "description": "Every explain thread is busy; "
+                                         "retry after the Retry-After header's seconds."}})
     async def explain(body: ExplainRequest) -> dict[str, Any]:
         """Token attributions for one text: how much each token pushed the model towards the explained class."""
         from tuneforge.explain.pipeline import ExplainSettings, explain_texts
@@ -610,16 +741,17 @@ def create_app(source: str | Path | ModelSource, settings: ServeSettings | None 
         explain_settings = ExplainSettings(methods=methods, label=body.label, ig_steps=settings.ig_steps,
                                            shap_evals=settings.shap_evals, lime_samples=settings.lime_samples)
         pairs = None if body.pair is None else [body.pair]
-        [result] = await service.on_model_thread(explain_texts, loaded.predictor, [body.text], explain_settings,
-                                                 pairs)
+        [result] = await service.explain(loaded, lambda predictor: explain_texts(predictor, [body.text],
+                                                                                  explain_settings, pairs))
         return {"model": service.name, "version": loaded.version, "text": result.text,
                 "prediction": result.prediction,
                 "explanations": {method: attribution.to_dict() for method, attribution in result.attributions.items()}}
 
     @app.get("/health", response_model=Health)
-    async def health() -> dict[str, Any]:
-        """Liveness and what is served (model name and version); open without a token."""
-        return service.health()
+    async def health(request: Request) -> dict[str, Any]:
+        """Liveness and what is served (model name and version); open without a token, and then without the
+        run folder's path."""
+        return service.health(service.authorized(request))
 
     @app.get("/metrics", response_class=Response,
              responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format."}})

@@ -32,6 +32,8 @@ class ServeSettings:
     ig_steps: int = 32
     shap_evals: int = 100
     lime_samples: int = 200
+    # Explanations computed at once, on their own threads and copy of the model; one more is refused (429).
+    explain_workers: int = 1
     # Seconds between checks of the followed alias (a registered model only); 0 turns hot reload off.
     reload_interval: float = 10.0
     # Store every answered prediction (input, output, confidence, version) when a feedback store is given.
@@ -40,7 +42,8 @@ class ServeSettings:
     trust_run_code: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("max_batch", "max_text_chars", "batch_size", "ig_steps", "shap_evals", "lime_samples"):
+        for name in ("max_batch", "max_text_chars", "batch_size", "ig_steps", "shap_evals", "lime_samples",
+                     "explain_workers"):
             if getattr(self, name) < 1:
                 raise TuneforgeError(f"serve setting {name} must be at least 1, not {getattr(self, name)}",
                                      fix=f"pass a positive {name}")
