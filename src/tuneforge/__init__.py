@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from tuneforge._version import __version__
 
 if TYPE_CHECKING:
     from tuneforge.errors import Problem

@@ -20,7 +20,8 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
-from tuneforge import __version__, artifacts
+from tuneforge import artifacts
+from tuneforge._version import __version__
 from tuneforge.report.blocks import Callout, Section
 from tuneforge.report.evaluation import (
     build_calibration,

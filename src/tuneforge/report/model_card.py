@@ -17,7 +17,8 @@ from typing import Any
 
 import yaml
 
-from tuneforge import __version__, artifacts
+from tuneforge import artifacts
+from tuneforge._version import __version__
 from tuneforge.models.resolve import BUNDLED, bundled_path
 from tuneforge.recipe import GENERATIVE_TASKS
 from tuneforge.report.blocks import as_float, fmt_metric, fmt_number, fmt_value, humanize
