@@ -31,7 +31,7 @@ from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoin
 
 # The one import of the generative predictor's helpers: prompts are encoded the way training and `tuneforge
 # predict` encode them.
-from tuneforge.predict_generative import encode_input, is_chat_run
+from tuneforge.predict.generative import encode_input, is_chat_run
 from tuneforge.tasks import causal_lm
 
 log = logging.getLogger("tuneforge.serve")
