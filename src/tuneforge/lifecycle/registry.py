@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -30,6 +31,7 @@ from urllib.request import url2pathname
 import yaml
 
 from tuneforge.errors import TuneforgeError
+from tuneforge.redaction import redact_text
 from tuneforge.run import RunLayout, read_run_recipe
 
 CHAMPION = "champion"
@@ -39,6 +41,13 @@ HISTORY_TAG = TAG + "champion_history"
 RUN_FOLDER = "run"
 SKIPPED = ("checkpoints",)  # resumable training state: large, and nothing after training reads it
 DATABASE_FILE = "mlflow.db"
+# MLflow waits 120 s for each HTTP answer and retries 7 times with doubling pauses: minutes of silence before an
+# unreachable server is reported. These bound one call to about (retries + 1) x timeout seconds.
+HTTP_TIMEOUT_SECONDS = 10
+HTTP_RETRIES = 2
+TIMEOUT_VARIABLE = "MLFLOW_HTTP_REQUEST_TIMEOUT"
+RETRIES_VARIABLE = "MLFLOW_HTTP_REQUEST_MAX_RETRIES"
+BACKOFF_VARIABLE = "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"
 
 
 def parse_model_ref(text: str) -> tuple[str, str]:
@@ -142,14 +151,37 @@ def _quiet_mlflow() -> None:
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 
 
-class Registry:
-    """Named models and their versions; a thin, typed layer over `mlflow.MlflowClient`."""
+def _network_limits(timeout: float | None, retries: int | None) -> tuple[int, int]:
+    """Bound MLflow's HTTP calls, which read their timeout and retries from the environment at every request:
+    an explicit value is set, otherwise a value the user exported is kept and ours fills the gap."""
+    for variable, value, default in ((TIMEOUT_VARIABLE, timeout, HTTP_TIMEOUT_SECONDS),
+                                     (RETRIES_VARIABLE, retries, HTTP_RETRIES), (BACKOFF_VARIABLE, None, 1)):
+        if value is not None:
+            os.environ[variable] = str(max(1, math.ceil(value)) if variable == TIMEOUT_VARIABLE else int(value))
+        else:
+            os.environ.setdefault(variable, str(default))
+    return int(os.environ[TIMEOUT_VARIABLE]), int(os.environ[RETRIES_VARIABLE])
 
-    def __init__(self, uri: str, artifact_root: Path | None = None, cache_dir: Path | None = None) -> None:
+
+class Registry:
+    """Named models and their versions; a thin, typed layer over `mlflow.MlflowClient`.
+
+    `timeout` (seconds per HTTP request) and `retries` bound how long a remote registry may keep a call waiting;
+    None keeps MLFLOW_HTTP_REQUEST_TIMEOUT / MLFLOW_HTTP_REQUEST_MAX_RETRIES when set, else 10 s and 2 retries.
+    """
+
+    def __init__(self, uri: str, artifact_root: Path | None = None, cache_dir: Path | None = None,
+                 timeout: float | None = None, retries: int | None = None) -> None:
         self.uri = uri
         self.artifact_root = artifact_root
         self.cache_dir = cache_dir or Path(tempfile.gettempdir()) / "tuneforge-registry-cache"
+        self.timeout, self.retries = timeout, retries
         self._client: Any = None
+
+    @property
+    def shown_uri(self) -> str:
+        """The URI as messages print it: without a password."""
+        return redact_text(self.uri)
 
     @classmethod
     def local(cls, home: str | Path) -> Registry:
@@ -171,15 +203,25 @@ class Registry:
     def client(self) -> Any:
         if self._client is None:
             _quiet_mlflow()
+            timeout, retries = _network_limits(self.timeout, self.retries)
             from mlflow import MlflowClient
 
             try:
-                self._client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
-                self._client.search_registered_models(max_results=1)  # connect (and migrate a new database) now
+                client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+                client.search_registered_models(max_results=1)  # connect (and migrate a new database) now
             except Exception as error:  # MLflow raises many types for an unreachable or malformed store
-                raise TuneforgeError(f"cannot open the model registry at '{self.uri}': {_first_line(error)}",
+                reason = redact_text(_first_line(error))
+                if urlparse(self.uri).scheme in ("http", "https") and _unreachable(error):
+                    raise TuneforgeError(
+                        f"the model registry at '{self.shown_uri}' could not be reached ({_network_reason(reason)}; "
+                        f"{retries + 1} tries of at most {timeout} s each)",
+                        fix=f"check that the MLflow server is running and reachable from here; set "
+                            f"{TIMEOUT_VARIABLE} / {RETRIES_VARIABLE} to wait longer, or pass --registry-uri "
+                            "sqlite:///path/mlflow.db for a local registry") from None
+                raise TuneforgeError(f"cannot open the model registry at '{self.shown_uri}': {reason}",
                                      fix="pass --registry-uri sqlite:///path/mlflow.db or an MLflow server URL "
                                          "(http://host:5000), or set TUNEFORGE_REGISTRY_URI") from None
+            self._client = client
         return self._client
 
     # -- logging and registering ---------------------------------------------------------------------------------
@@ -321,7 +363,7 @@ class Registry:
             model = self.client.get_registered_model(name)
         except MlflowException:
             known = ", ".join(summary.name for summary in self.models()) or "none yet"
-            raise TuneforgeError(f"no model named '{name}' in the registry at {self.uri}",
+            raise TuneforgeError(f"no model named '{name}' in the registry at {self.shown_uri}",
                                  fix=f"register a run first (`tuneforge registry register RUN --name {name}` or "
                                      f"`tuneforge train ... --register {name}`); registered: {known}") from None
         return {alias: int(v) for alias, v in (model.aliases or {}).items()}
@@ -411,7 +453,8 @@ class Registry:
             pass  # another process finished the same download first
         except OSError as error:
             if not (target / "recipe.yaml").is_file():
-                raise TuneforgeError(f"cannot download version {info.version} of '{info.name}': {error}",
+                raise TuneforgeError(f"cannot download version {info.version} of '{info.name}': "
+                                     f"{redact_text(str(error))}",
                                      fix="check the registry's artifact store is reachable") from None
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -424,6 +467,24 @@ class Registry:
 def _param_value(value: Any) -> str:
     text = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
     return text if len(text) <= 6000 else text[:5997] + "..."  # MLflow's limit on one param value
+
+
+def _unreachable(error: BaseException) -> bool:
+    """Whether an MLflow failure means the server could not be reached or did not answer in time."""
+    text = f"{type(error).__name__} {error}".lower()
+    return any(word in text for word in ("timeout", "timed out", "connection", "max retries", "unreachable",
+                                         "name or service not known", "failed to resolve"))
+
+
+def _network_reason(text: str) -> str:
+    """The cause at the bottom of urllib3's "Max retries exceeded ... (Caused by ...)" chain, in a few words."""
+    lowered = text.lower()
+    for words, reason in ((("refused",), "connection refused"), (("timed out", "timeout"), "no answer in time"),
+                          (("name or service not known", "failed to resolve", "nodename"), "unknown host name"),
+                          (("unreachable",), "network unreachable")):
+        if any(word in lowered for word in words):
+            return reason
+    return text.rsplit("Caused by ", 1)[-1].strip("()") if "Caused by " in text else text
 
 
 def _first_line(error: BaseException) -> str:
