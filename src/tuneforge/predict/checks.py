@@ -53,6 +53,10 @@ def read_json(path: Path, what: str = "a JSON object") -> Any:
     return data
 
 
+def _listed(items: Any) -> str:
+    return ", ".join(map(str, items)) or "none"
+
+
 @contextmanager
 def loading(what: Path, fix: str = RESTORE) -> Iterator[None]:
     """Whatever a library raises while reading `what` becomes a `RunDamaged` naming it; the checks above catch
@@ -63,6 +67,7 @@ def loading(what: Path, fix: str = RESTORE) -> Iterator[None]:
         raise
     except Exception as error:  # libraries raise OSError, ValueError, KeyError and their own error types
         cause = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        cause = f"it has no {cause} entry" if isinstance(error, KeyError) else cause
         raise RunDamaged(f"{what} could not be loaded ({cause})", fix=fix) from error
 
 
@@ -148,9 +153,9 @@ def weights(folder: Path, stem: str = "model") -> None:
 
 
 def config(folder: Path) -> dict[str, Any]:
-    if not (folder / "config.json").is_file():
-        raise TuneforgeError(f"run '{folder.parent}' has no trained model yet (no {folder / 'config.json'})",
-                             fix=NO_MODEL_FIX)
+    """A model folder's config.json; no folder at all is a run that has not finished training."""
+    if not folder.is_dir():
+        raise TuneforgeError(f"run '{folder.parent}' has no trained model yet (no {folder})", fix=NO_MODEL_FIX)
     return read_json(folder / "config.json")
 
 
@@ -228,9 +233,10 @@ def thresholds(layout: RunLayout, labels: list[str]) -> list[float]:
     if not isinstance(names, list) or not isinstance(values, list) or len(names) != len(values):
         raise RunDamaged(f"{path} must hold labels and thresholds, one threshold per label", fix=RESTORE)
     if sorted(map(str, names)) != sorted(labels):
-        raise RunDamaged(f"{path} has thresholds for {names}, but the model's labels are {labels}", fix=RESTORE)
+        raise RunDamaged(f"{path} has thresholds for {_listed(names)}, but the model's labels are {_listed(labels)}",
+                         fix=RESTORE)
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 for v in values):
-        raise RunDamaged(f"{path}: every threshold must be a number from 0 to 1; got {values}", fix=RESTORE)
+        raise RunDamaged(f"{path}: every threshold must be a number from 0 to 1; got {_listed(values)}", fix=RESTORE)
     by_label = dict(zip(map(str, names), values, strict=True))
     return [float(by_label[name]) for name in labels]
 
@@ -253,8 +259,8 @@ def multitask(layout: RunLayout, recipe: Recipe) -> dict[str, dict[str, Any]]:
         raise RunDamaged(f"{path} must list its tasks, each with a name", fix=RESTORE)
     by_name = {task["name"]: task for task in tasks}
     if sorted(by_name) != sorted(spec.name for spec in recipe.tasks):
-        raise RunDamaged(f"{path} lists tasks {sorted(by_name)}, but {layout.recipe} has "
-                         f"{sorted(spec.name for spec in recipe.tasks)}", fix=RESTORE)
+        raise RunDamaged(f"{path} lists the tasks {_listed(sorted(by_name))}, but {layout.recipe} has "
+                         f"{_listed(sorted(spec.name for spec in recipe.tasks))}", fix=RESTORE)
     for name, task in by_name.items():
         labels = task.get("labels")
         if labels is not None and not (isinstance(labels, list) and labels and all(isinstance(x, str)
@@ -275,10 +281,10 @@ def multimodal_model(folder: Path) -> None:
     described = config(folder)
     for name, columns in (("image", "image_columns"), ("audio", "audio_columns")):
         if described.get(columns):
-            config(folder / name)
+            read_json(folder / name / "config.json")
             weights(folder / name)
             processor(folder / name)
-    config(folder / "text")
+    read_json(folder / "text" / "config.json")
     weights(folder / "text")
     tokenizer(folder / "text")
     safetensors(folder / FUSION_WEIGHTS)
@@ -290,5 +296,5 @@ def onnx_export(root: Path) -> None:
     folder = onnx_dir(root)
     if (folder / MODEL_FILE).is_file():
         read_json(folder / META_FILE)
-        config(folder)
+        read_json(folder / "config.json")
         tokenizer(folder)
