@@ -12,7 +12,6 @@ from typing import Any
 
 from tuneforge.data.language import detect_language
 from tuneforge.evaluate.scoring import score_file
-from tuneforge.predict.io import read_texts
 
 COLUMNS = ("accuracy", "f1_macro")
 
@@ -20,11 +19,9 @@ COLUMNS = ("accuracy", "f1_macro")
 def evaluate_languages(predictor: Any, files: Mapping[str, str | Path]) -> list[dict[str, Any]]:
     """{language: labelled file} -> one row per language with its size, detected language and metrics."""
     rows = []
-    text_column = predictor.recipe.data.text_column
     for language, path in files.items():
         metrics, scored = score_file(predictor, path)
-        texts = read_texts(path, text_column, limit=300)[0] if text_column else []
-        guess = detect_language(texts)
+        guess = detect_language([row["text"] for row in scored[:300]])  # the file's texts, as scored
         rows.append({"language": language, "file": str(path), "rows": len(scored),
                      "detected_language": guess.code, **{name: metrics.get(name) for name in COLUMNS},
                      "metrics": metrics})

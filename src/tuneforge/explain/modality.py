@@ -20,7 +20,10 @@ import torch
 
 from tuneforge import artifacts
 from tuneforge.data.features import EncodedRows, encode_rows
+from tuneforge.data.multimodal import read_split
+from tuneforge.errors import TuneforgeError
 from tuneforge.evaluate.calibration import scaled_probabilities
+from tuneforge.run import RunLayout
 
 MODALITIES_FILE = "modalities.json"
 
@@ -112,28 +115,29 @@ def measure_of(predictor: Any) -> str:
             "its neutral input")
 
 
-def explain_split(run_dir: Path, split: Any, device: str = "auto") -> Path:
-    """Contributions on a held-out split after training, written to explanations/modalities.json."""
-    from tuneforge.predict.multimodal import MultimodalPredictor
-    from tuneforge.run import RunLayout
-
-    predictor = MultimodalPredictor.from_run(run_dir, device)
+def explain_held_out(predictor: Any, split: Any, folder: Path) -> Path:
+    """Contributions on a held-out split of a trained run's predictor, written to folder/modalities.json."""
     encoded = encode_rows(split.frame, predictor.spec, predictor.separator, split.source, split.base_dir)
     results = explain_encoded(predictor, encoded)
-    return write_modalities(results, RunLayout(Path(run_dir)).explanations, f"{split.source} (held-out split)",
-                            measure_of(predictor))
+    return write_modalities(results, folder, f"{split.source} (held-out split)", measure_of(predictor))
+
+
+def explain_split(run_dir: Path, split: Any, device: str = "auto") -> Path:
+    """`explain_held_out` for a run directory, into its explanations/ folder: loads the run's predictor first."""
+    from tuneforge.predict.multimodal import MultimodalPredictor
+
+    predictor = MultimodalPredictor.from_run(run_dir, device)
+    return explain_held_out(predictor, split, RunLayout(Path(run_dir)).explanations)
 
 
 def explain_file(predictor: Any, path: Path | None, limit: int, folder: Path
                  ) -> tuple[list[ModalityExplanation], Path]:
     """`tuneforge explain` on a multimodal run: the first `limit` rows of a file, into folder/modalities.json."""
-    from tuneforge.errors import TuneforgeError
-    from tuneforge.predict.multimodal import read_rows
-
     if path is None:
         raise TuneforgeError("a multimodal run is explained from rows with its feature columns, not --text",
                              fix=f"pass --data FILE with the columns {', '.join(predictor.columns)}")
-    frame, base_dir = read_rows(path, limit)
+    split = read_split(path)
+    frame, base_dir = split.frame.iloc[:limit], split.base_dir
     if not len(frame):
         raise TuneforgeError(f"{path} has no rows to explain", fix="pass a file with at least one row")
     encoded = encode_rows(frame, predictor.spec, predictor.separator, str(path), base_dir)
