@@ -6,6 +6,9 @@ Loading goes through `datasets` so files are converted to Arrow once and cached 
 
 from __future__ import annotations
 
+import json
+import re
+from functools import lru_cache
 from pathlib import Path
 
 import datasets
@@ -25,14 +28,109 @@ FORMATS = {
 }
 
 
+CSV_FIX = "check the delimiter, quoting and that every row has the header's columns"
+JSON_FIX = ("each line of a JSONL file is one JSON object, e.g. {\"text\": \"...\", \"label\": \"...\"}: check the "
+            "quotes, commas and braces there (a .json file holds one JSON document, or JSON lines)")
+ENCODING_FIX = ("save the file as UTF-8 (most editors offer it under 'Save as'; `iconv -f latin1 -t utf-8 IN > OUT` "
+                "converts a Latin-1 file)")
+PARQUET_FIX = "write the file again (e.g. DataFrame.to_parquet); it is truncated or not Parquet"
+_ARROW_ROW = re.compile(r"\bin row (\d+)\b")
+
+
 def row_label(path: str | Path, index: int) -> str:
-    """How a person finds row `index` (0-based) in the file: CSV/TSV have a header line, JSONL does not."""
+    """How a person finds row `index` (0-based) in the file: CSV/TSV have a header line; a JSONL row is the line
+    it is on, counted as an editor counts lines (blank lines, which hold no row, included)."""
     suffix = Path(path).suffix.lower()
     if suffix in (".csv", ".tsv", ".tab"):
         return f"row {index + 1} (line {index + 2})"
     if suffix in (".jsonl", ".json"):
-        return f"line {index + 1}"
+        return f"line {_json_line(path, index)}"
     return f"row {index + 1}"
+
+
+def _json_line(path: str | Path, index: int) -> int:
+    """The 1-based line of row `index` of a JSON-lines file (rows skip blank lines); index + 1 when unknown."""
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        return index + 1
+    lines = _row_lines(str(path), stat.st_mtime_ns, stat.st_size)
+    return lines[index] if 0 <= index < len(lines) else index + 1
+
+
+@lru_cache(maxsize=32)
+def _row_lines(path: str, _mtime: int, _size: int) -> tuple[int, ...]:
+    """Line numbers of the non-blank lines of a file; the change time and size make a rewritten file a new key."""
+    with open(path, "rb") as handle:
+        return tuple(number for number, line in enumerate(handle, start=1) if line.strip())
+
+
+def _encoding_problem(path: Path) -> Problem | None:
+    """The first line that is not UTF-8, with its column: the parsers only say a byte offset into a block."""
+    with path.open("rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as error:
+                column = len(line[:error.start].decode("utf-8", errors="replace")) + 1
+                return Problem(where=f"{path}: line {number}, column {column}",
+                               message=f"is not UTF-8 text (byte 0x{line[error.start]:02x} cannot start or continue "
+                                       "a UTF-8 character)", fix=ENCODING_FIX)
+    return None
+
+
+def _json_problem(path: Path) -> Problem | None:
+    """The first line (and column) a JSON reader stops at, or None when every line parses."""
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() == ".json":
+        try:
+            json.loads(text)  # one JSON document (an array of rows, or an object of columns)
+            return None
+        except json.JSONDecodeError as error:
+            first = next((line for line in text.splitlines() if line.strip()), "")
+            if not _is_object(first):  # not JSON lines either: the document's own error is the one to show
+                return Problem(where=f"{path}: line {error.lineno}, column {error.colno}",
+                               message=f"is not valid JSON ({error.msg})", fix=JSON_FIX)
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as error:
+            return Problem(where=f"{path}: line {number}, column {error.colno}",
+                           message=f"is not valid JSON ({error.msg})", fix=JSON_FIX)
+        if not isinstance(value, dict):
+            return Problem(where=f"{path}: line {number}",
+                           message=f"holds a JSON {type(value).__name__.replace('str', 'string')}, not an object "
+                                   "with the columns as keys", fix=JSON_FIX)
+    return None
+
+
+def _is_object(line: str) -> bool:
+    try:
+        return isinstance(json.loads(line), dict)
+    except json.JSONDecodeError:
+        return False
+
+
+def _unreadable(path: Path, builder: str, error: Exception) -> Problem:
+    """Why a file could not be loaded, at the line (and column) a person can open, with advice for its format."""
+    cause = error.__cause__ or error
+    if isinstance(cause, UnicodeDecodeError) or "utf-8" in str(cause).lower() or "utf8" in str(cause).lower():
+        found = _encoding_problem(path)
+        if found is not None:
+            return found
+    if builder == "json":
+        found = _encoding_problem(path) or _json_problem(path)
+        if found is not None:
+            return found
+        # A reader error on lines that each parse (e.g. a column whose type changes): arrow counts rows from 0.
+        message = _ARROW_ROW.sub(lambda match: f"on {row_label(path, int(match[1]))}", str(cause))
+        return Problem(where=str(path), message=f"could not be read as JSON: {message}",
+                       fix="give every row the same columns, each with one type (e.g. label always a string)")
+    if builder == "parquet":
+        return Problem(where=str(path), message=f"could not be read as Parquet: {cause}", fix=PARQUET_FIX)
+    return Problem(where=str(path), message=f"could not be read as {builder.upper()}: {cause}", fix=CSV_FIX)
 
 
 def read_table(path: str | Path, split_hint: str = "train", cache_dir: str | None = None) -> datasets.Dataset:
@@ -58,10 +156,7 @@ def read_table(path: str | Path, split_hint: str = "train", cache_dir: str | Non
         if builder == "csv" and _has_header_only(path):
             raise DataError([Problem(where=str(path), message="the file has a header but no rows",
                                      fix="add data rows")]) from None
-        cause = error.__cause__ or error
-        raise DataError([Problem(where=str(path), message=f"could not be read as {builder.upper()}: {cause}",
-                                 fix="check the delimiter, quoting and that every row has the header's columns")]) \
-            from None
+        raise DataError([_unreadable(path, builder, error)]) from None
     if len(loaded) == 0:
         raise DataError([Problem(where=str(path), message="the file has a header but no rows",
                                  fix="add data rows")])
