@@ -18,6 +18,7 @@ whole accumulated batch (the Trainer's `num_items_in_batch`), which a per-micro-
 from __future__ import annotations
 
 import importlib.util
+import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -144,8 +145,13 @@ def chunked_linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, lab
     if use_liger:
         from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss
 
-        loss_fn = LigerFusedLinearCrossEntropyLoss(ignore_index=ignore_index, reduction="sum", softcap=softcap)
         dtype = _compute_dtype(rows)
+        options: dict[str, Any] = {"ignore_index": ignore_index, "reduction": "sum", "softcap": softcap}
+        if dtype in (torch.bfloat16, torch.float16) and "accum_dtype" in inspect.signature(
+                LigerFusedLinearCrossEntropyLoss).parameters:
+            # Sum the head's gradient over chunks in fp32, as one unchunked product would inside its GEMM.
+            options["accum_dtype"] = torch.float32
+        loss_fn = LigerFusedLinearCrossEntropyLoss(**options)
         # Liger's kernels take one dtype for input and weight; autocast does not reach inside them.
         loss = loss_fn(weight.to(dtype), rows.to(dtype).contiguous(), targets,
                        bias.to(dtype) if bias is not None else None)
