@@ -1,5 +1,8 @@
 """Build an ensemble run directory from finished runs: check the members agree, fit the combination on
-validation data, score it, and write ensemble.json, recipe.yaml and metrics.json."""
+validation data, score it, and write ensemble.json, recipe.yaml and metrics.json.
+
+This is the ensemble's pipeline: it loads member runs through `tuneforge.predict`, so it sits above prediction,
+while `predictor` and `combine` (which prediction loads ensembles with) sit below it."""
 
 from __future__ import annotations
 
@@ -25,6 +28,9 @@ from tuneforge.ensemble.predictor import (
     relative_member_path,
 )
 from tuneforge.errors import DataError, TuneforgeError
+from tuneforge.evaluate.scoring import analyse_predictions
+from tuneforge.predict import Predictor
+from tuneforge.predict.io import predictions_frame
 from tuneforge.run import Run, RunLayout
 
 ENSEMBLE_TASKS = ("classification", "regression")
@@ -111,10 +117,6 @@ def build_ensemble(runs: Sequence[str | Path], method: str, output: str | Path, 
     mean and vote need no data (validation and test, when given, are scored); weighted fits member weights and
     stacking a logistic-regression (ridge for regression) meta-learner on the validation file's predictions.
     """
-    from tuneforge.evaluate.scoring import analyse_predictions
-    from tuneforge.predict import Predictor
-    from tuneforge.predict.io import predictions_frame
-
     if method not in METHODS:
         raise TuneforgeError(f"unknown ensemble method '{method}'", fix=f"use one of {', '.join(METHODS)}")
     paths = [Path(run) for run in runs]
