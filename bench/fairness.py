@@ -124,7 +124,7 @@ def train_and_audit(mitigation: str, files: dict[str, Path], output: Path, categ
     from tuneforge.evaluate.fairness_audit import audit, read_audit_data
     from tuneforge.predict import Predictor
     from tuneforge.recipe import recipe_from_dict
-    from tuneforge.train.runner import fine_tune
+    from tuneforge.train.skeleton import fine_tune
 
     class Progress(TrainerCallback):
         """Core tuneforge never prints; a line per evaluation shows a long CPU run is alive."""

@@ -57,7 +57,7 @@ def _head(split: Split, rows: int) -> Split:
 def _final_run(recipe_data: dict[str, Any], files: dict[str, Path], output: Path) -> dict[str, Any]:
     """Train one recipe on the training rows and score it on the test split."""
     from tuneforge.recipe import recipe_from_dict
-    from tuneforge.train.runner import fine_tune
+    from tuneforge.train.skeleton import fine_tune
 
     data = json.loads(json.dumps(recipe_data))
     data["data"] = {**data.get("data", {}), **{role: str(path) for role, path in files.items()}}

@@ -16,7 +16,7 @@ from tests.conftest import tiny_recipe
 from tuneforge.cli.main import main
 from tuneforge.predict import Predictor
 from tuneforge.recipe import recipe_from_dict
-from tuneforge.train.runner import fine_tune
+from tuneforge.train.skeleton import fine_tune
 from tuneforge.trust import HOME_VARIABLE, RunCodeRefused
 
 

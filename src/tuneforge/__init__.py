@@ -39,7 +39,7 @@ def fine_tune(recipe: Recipe | dict[str, Any] | str | Path, *, overrides: list[s
     """
     from tuneforge.recipe import Recipe, recipe_from_dict
     from tuneforge.recipe import load_recipe as _load
-    from tuneforge.train.runner import fine_tune as _fine_tune
+    from tuneforge.train.skeleton import fine_tune as _fine_tune
 
     if isinstance(recipe, (str, Path)):
         resolved = _load(recipe, overrides)

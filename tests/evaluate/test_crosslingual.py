@@ -14,7 +14,7 @@ from tuneforge.data.language import language_mismatch
 from tuneforge.evaluate.crosslingual import evaluate_languages
 from tuneforge.predict import Predictor
 from tuneforge.recipe import recipe_from_dict
-from tuneforge.train.runner import fine_tune
+from tuneforge.train.skeleton import fine_tune
 
 # A made-up "language": every word of the training data replaced by an unrelated word, labels kept.
 CIPHER = {word: "zz" + word[::-1] for word in "good great excellent lovely happy wonderful tasty friendly bad awful "

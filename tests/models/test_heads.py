@@ -20,7 +20,7 @@ THREE = ["negative", "neutral", "positive"]
 @pytest.fixture(scope="module")
 def earlier_run(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished run on three labels: the 'intermediate task' a later run starts from."""
-    from tuneforge.train.runner import fine_tune
+    from tuneforge.train.skeleton import fine_tune
 
     folder = tmp_path_factory.mktemp("earlier")
     files = {"train": write_csv(folder / "train.csv", make_rows(60, seed=5)),
@@ -93,7 +93,7 @@ class _StartingWeights(TrainerCallback):
 
 
 def test_a_run_starts_from_the_earlier_runs_encoder_with_a_new_head(earlier_run: Path, tmp_path: Path):
-    from tuneforge.train.runner import fine_tune
+    from tuneforge.train.skeleton import fine_tune
 
     files = {"train": write_csv(tmp_path / "train.csv", make_rows(40, seed=7, labels=("negative", "positive"))),
              "validation": write_csv(tmp_path / "val.csv", make_rows(10, seed=8, labels=("negative", "positive")))}

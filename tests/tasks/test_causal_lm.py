@@ -8,7 +8,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq
 
 from tuneforge.tasks import causal_lm
 from tuneforge.tasks.causal_lm import IGNORE
-from tuneforge.train.generative import token_loss
+from tuneforge.train.pipelines.generative import token_loss
 
 CHAT = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "red cat"},
         {"role": "user", "content": "again"}, {"role": "assistant", "content": "blue dog"}]

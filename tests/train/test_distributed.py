@@ -95,13 +95,14 @@ def test_launch_recipe_makes_paths_absolute(tmp_path, monkeypatch):
 def test_two_process_run_resumes_from_its_checkpoint(tiny_model, classification_files, tmp_path):
     recipe = quick_recipe(tiny_model, classification_files, tmp_path / "ddp")
     recipe["early_stopping"] = {"enabled": False}
+    recipe["train"] = {**recipe["train"], "keep_checkpoints": True}  # to continue the finished run below
     recipe_file = tmp_path / "recipe.yaml"
     recipe_file.write_text(yaml.safe_dump(recipe))
     assert main(["train", str(recipe_file), "--nproc", "2"]) == 0
     assert (tmp_path / "ddp" / "checkpoints" / "checkpoint-6" / "rng_state_1.pth").is_file()  # every rank's RNG
 
     # Continue the finished one-epoch run for a second epoch, from its checkpoint, in two processes again.
-    assert main(["train", str(recipe_file), "--nproc", "2", "--resume", "--set", "train.epochs=2"]) == 0
+    assert main(["train", str(recipe_file), "--nproc", "2", "--resume", "--force", "--set", "train.epochs=2"]) == 0
     metrics = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
     assert metrics["training"]["global_steps"] == 12 and metrics["training"]["processes"] == 2
     steps = [json.loads(line)["step"] for line in (tmp_path / "ddp" / "logs.jsonl").read_text().splitlines()]

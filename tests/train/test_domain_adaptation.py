@@ -11,7 +11,7 @@ from tests.conftest import make_rows, tiny_recipe, write_csv
 from tuneforge.errors import RecipeError
 from tuneforge.predict import Predictor
 from tuneforge.recipe import recipe_from_dict
-from tuneforge.train.runner import fine_tune
+from tuneforge.train.skeleton import fine_tune
 
 
 def test_rules_vocabulary_and_pretraining_in_one_run(tiny_model: Path, classification_files: dict[str, Path],
@@ -49,13 +49,14 @@ def test_resume_reuses_the_pretrained_base(tiny_model: Path, classification_file
     corpus = write_csv(tmp_path / "corpus.csv", make_rows(40, seed=5))
     output = tmp_path / "run"
     recipe = recipe_from_dict(tiny_recipe(
-        tiny_model, classification_files, output, train={"epochs": 1, "stages": ["pretrain", "finetune"]},
+        tiny_model, classification_files, output,
+        train={"epochs": 1, "stages": ["pretrain", "finetune"], "keep_checkpoints": True},
         pretrain={"corpus": str(corpus), "max_steps": 2}, calibration={"temperature_scaling": False},
         evaluation={"explain_examples": 0},
     ))
     fine_tune(recipe)
     stamp = (output / "pretrained" / "pretraining.json").stat().st_mtime_ns
-    fine_tune(recipe, resume=True)
+    fine_tune(recipe, resume=True, force=True)  # a finished run resumes only when forced
     assert (output / "pretrained" / "pretraining.json").stat().st_mtime_ns == stamp
     assert json.loads((output / "metrics.json").read_text())["domain"]["pretraining"]["steps"] == 2
 

@@ -17,8 +17,9 @@ from tests.tiny_generative import copy_rows, echo_rows
 from tuneforge.recipe import recipe_from_dict
 from tuneforge.tasks import causal_lm
 from tuneforge.tasks.generation import generate, text_metrics
-from tuneforge.train.generative import GenerativeTrainer, build_collator, token_loss
-from tuneforge.train.runner import TrainingInterrupted, fine_tune
+from tuneforge.train.pipelines.generative import build_collator, token_loss
+from tuneforge.train.skeleton import TrainingInterrupted, fine_tune
+from tuneforge.train.trainer import TuneforgeTrainer
 
 
 def _recipe(task: str, model: Path, files: dict[str, Path], output: Path, **sections: dict):
@@ -52,7 +53,7 @@ def _one_sgd_step(folder: Path, features: list[dict], tmp: Path, batch: int, acc
                              gradient_accumulation_steps=accumulation, max_steps=1, learning_rate=1.0, optim="sgd",
                              weight_decay=0.0, max_grad_norm=0.0, lr_scheduler_type="constant", report_to="none",
                              save_strategy="no", use_cpu=True, disable_tqdm=True, remove_unused_columns=False)
-    trainer = GenerativeTrainer(model=model, args=args, train_dataset=Dataset.from_list(features),
+    trainer = TuneforgeTrainer(model=model, args=args, train_dataset=Dataset.from_list(features),
                                 data_collator=build_collator(recipe, tokenizer, model, torch.device("cpu")),
                                 compute_loss_func=token_loss(True), shift_labels=True)
     trainer.train()

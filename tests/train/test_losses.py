@@ -7,8 +7,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from tuneforge.data.class_weights import balanced_class_weights, resolve_class_weights
 from tuneforge.recipe import Recipe, recipe_from_dict
-from tuneforge.train.losses import balanced_class_weights, build_loss, resolve_class_weights
+from tuneforge.train.losses import build_loss
 
 # Four examples, three classes: confident-right, confident-wrong, unsure and uniform rows.
 LOGITS = torch.tensor([[2.0, -1.0, 0.5], [0.1, 0.2, 3.0], [-2.0, 1.5, 0.0], [1.0, 1.0, 1.0]])

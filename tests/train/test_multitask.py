@@ -16,7 +16,7 @@ from tests.conftest import make_regression_rows, make_rows, write_csv
 from tuneforge.cli.main import main
 from tuneforge.errors import RecipeError, TuneforgeError
 from tuneforge.recipe import recipe_from_dict
-from tuneforge.train.multitask import TaskBatchSampler, task_probabilities, task_schedule
+from tuneforge.train.pipelines.multitask import TaskBatchSampler, task_probabilities, task_schedule
 
 
 def test_task_probabilities_follow_the_rule() -> None:
@@ -123,7 +123,7 @@ def test_interrupted_multitask_run_resumes_to_the_same_weights(tiny_model, tmp_p
     from safetensors.torch import load_file
     from transformers import TrainerCallback
 
-    from tuneforge.train.runner import TrainingInterrupted
+    from tuneforge.train.trainer import TrainingInterrupted
 
     class InterruptAt(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001

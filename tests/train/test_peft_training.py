@@ -16,7 +16,7 @@ from tests.conftest import make_regression_rows, make_rows, tiny_recipe, write_c
 from tuneforge.errors import TuneforgeError
 from tuneforge.models.peft import load_adapter_model
 from tuneforge.run import RunLayout
-from tuneforge.train.runner import TrainingInterrupted
+from tuneforge.train.trainer import TrainingInterrupted
 
 TEXTS = ["good food and friendly service", "the place was dirty and rude", "a table by the window", "bad"]
 # 24 rows, batch 8: three steps an epoch. The after-training audit and explanations are tested elsewhere.

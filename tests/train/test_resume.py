@@ -13,7 +13,7 @@ import tuneforge
 from tests.conftest import tiny_recipe
 from tuneforge.cli.main import main
 from tuneforge.errors import TuneforgeError
-from tuneforge.train.runner import TrainingInterrupted
+from tuneforge.train.trainer import TrainingInterrupted
 
 
 class InterruptAt(TrainerCallback):

@@ -81,4 +81,5 @@ def recipe_for_resume(output: Path, trust_run_code: bool = False) -> Recipe:
                              fix="pass the --output of the interrupted run, or the recipe file")
     recipe = load_recipe(layout.recipe)
     check_run_code(layout.root, recipe, trust_run_code)
+    recipe.output.dir = str(output)  # a copied run resumes where it is now, not where its recipe was written
     return recipe

@@ -10,24 +10,26 @@ import typer
 from tuneforge.cli.common import build_recipe, quiet_libraries, recipe_for_resume, trust_option
 from tuneforge.cli.display import console, show_metrics, show_problems
 from tuneforge.demo import demo_recipe
+from tuneforge.kinds import MULTITASK, kind_of
 from tuneforge.recipe import Recipe
 from tuneforge.run import Run, RunLayout
 
 
-def _train(recipe: Recipe, resume: bool) -> Run:
+def _train(recipe: Recipe, resume: bool, force: bool = False) -> Run:
     from tuneforge.cli.progress import RichProgressCallback
-    from tuneforge.train.runner import fine_tune
+    from tuneforge.train.skeleton import fine_tune
 
     quiet_libraries()
     metric, _ = recipe.early_stopping_metric()
-    if recipe.tasks:  # multi-task: early stopping watches the mean over the tasks (train/multitask.py)
+    if kind_of(recipe).name == MULTITASK:  # early stopping watches the mean over the tasks
         metric = "mean_score"
         console.print(f"[bold]model[/bold] {recipe.model.name}  [bold]tasks[/bold] "
                       f"{', '.join(f'{spec.name} ({spec.task})' for spec in recipe.tasks)}")
     else:
         console.print(f"[bold]model[/bold] {recipe.model.name}  [bold]task[/bold] {recipe.task}  "
                       f"[bold]train[/bold] {recipe.data.train}")
-    run = fine_tune(recipe, resume=resume, callbacks=[RichProgressCallback(metric)], on_warnings=show_problems)
+    run = fine_tune(recipe, resume=resume, force=force, callbacks=[RichProgressCallback(metric)],
+                    on_warnings=show_problems)
     for name, entry in (run.metrics.get("tasks") or {}).items():
         show_metrics(entry, entry["task"], title=f"Results: task {name} ({recipe.model.name})")
     if not recipe.tasks:
@@ -81,6 +83,8 @@ def register(app: typer.Typer) -> None:
                                  "multilabel, pair-classification, seq2seq or causal-lm."),
         output: Path = typer.Option(None, help="Run directory (output.dir)."),
         resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its last checkpoint."),
+        force: bool = typer.Option(False, "--force", help="With --resume: resume a finished run too (it redoes "
+                                   "the evaluation and report)."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run in the output folder."),
         register_as: str = typer.Option(None, "--register", help="Register the finished run as the next version "
                                         "of this model name (see `tuneforge registry`)."),
@@ -105,14 +109,14 @@ def register(app: typer.Typer) -> None:
             built.output.overwrite = True
         if nproc > 1:
             from tuneforge.train.distributed import launch
-            from tuneforge.train.runner import default_run_dir
+            from tuneforge.train.rundir import default_run_dir
 
-            code, directory = launch(built, nproc, default_run_dir(built), resume=resume)
+            code, directory = launch(built, nproc, default_run_dir(built), resume=resume, force=force)
             if code != 0:
                 raise typer.Exit(code)
             run = Run.open(directory)
         else:
-            run = _train(built, resume)
+            run = _train(built, resume, force)
         if register_as and os.environ.get("RANK", "0") == "0":  # registered once, by rank 0
             from tuneforge.cli.registry import open_registry, show_registered
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from tuneforge.data.class_weights import decide_class_weights
 from tuneforge.errors import Problem
 from tuneforge.recipe import Recipe
 
 
-def imbalance_report(counts: dict[str, int], recipe: Recipe) -> dict[str, Any]:
+def imbalance_report(counts: dict[str, int], recipe: Recipe, weights_on: bool | None = None) -> dict[str, Any]:
     """{class_counts, shares, imbalance_ratio, majority, minority, rare_classes, class_weights_on, advice}."""
     spec = recipe.imbalance
     total = sum(counts.values())
@@ -26,7 +27,8 @@ def imbalance_report(counts: dict[str, int], recipe: Recipe) -> dict[str, Any]:
     rare = sorted((name for name, n in counts.items()
                    if n / total < spec.rare_class_share or (n < spec.rare_class_rows and 2 * n < largest)),
                   key=lambda k: counts[k])
-    weights_on = spec.class_weights == "on" or (spec.class_weights == "auto" and ratio >= spec.ratio_threshold)
+    if weights_on is None:  # the run's decision when it has one; else the same rule on these counts
+        weights_on = decide_class_weights(recipe, list(counts), list(counts.values())).on
     return {
         "class_counts": counts,
         "shares": {name: round(n / total, 4) for name, n in counts.items()},

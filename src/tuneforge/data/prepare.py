@@ -14,6 +14,7 @@ from tuneforge.augment.counterfactual import counterfactual_augmentation
 from tuneforge.augment.identity import joint_groups, load_terms
 from tuneforge.augment.pipeline import augment_split
 from tuneforge.data import validation as checks
+from tuneforge.data.class_weights import ClassWeights, decide_class_weights
 from tuneforge.data.language import language_mismatch
 from tuneforge.data.loading import read_table
 from tuneforge.data.mitigation import group_reweighting
@@ -36,6 +37,7 @@ class PreparedData:
     augmentation: dict[str, int] | None = None  # rows each augmenter added to the training split
     cleaning: dict[str, Any] | None = None  # per split: what the clean: step dropped, flagged or masked, and why
     imbalance: dict[str, Any] | None = None  # class counts, imbalance ratio, rare classes and advice
+    class_weights: ClassWeights | None = None  # the run's one class-weights decision (data/class_weights.py)
 
     def class_counts(self) -> dict[str, int]:
         if self.labels is None or LABEL_FIELD not in self.train.column_names:  # regression, or tags per word
@@ -252,14 +254,10 @@ def prepare_data(recipe: Recipe) -> PreparedData:
         carved_test = spec.test_split if "test" not in encoded and spec.test_split > 0 else 0.0
         share = spec.validation_split / (1.0 - carved_test)
         train, validation = _carve(train, share, train[LABEL_FIELD] if stratify else None, spec.split_seed)
-    imbalance = None
-    if label_names:
-        from tuneforge.data.imbalance import imbalance_report
-
-        # The report describes the split training sees; the warning came from load_and_check (the whole file),
-        # so that `tuneforge validate` shows it too.
-        counts = PreparedData(train=train, validation=None, test=None, labels=label_names).class_counts()
-        imbalance = imbalance_report(counts, recipe)
+    # The imbalance report describes the split as it came from the data; the warning came from load_and_check
+    # (the whole file), so that `tuneforge validate` shows it too.
+    counts = PreparedData(train=train, validation=None, test=None, labels=label_names).class_counts() \
+        if label_names else {}
     if recipe.task == "classification" and recipe.imbalance.oversample:
         train = _oversample(train, recipe.train.seed)
     # Augmentation sees the balanced split (variants keep the balance) and mitigation sees the variants.
@@ -267,9 +265,15 @@ def prepare_data(recipe: Recipe) -> PreparedData:
     train, mitigation = _mitigate(train, recipe)
 
     sources = {role: path for role, (path, _) in loaded.items()}
-    return PreparedData(train=train, validation=validation, test=test, labels=label_names, warnings=warnings,
-                        sources=sources, mitigation=mitigation, augmentation=augmentation, cleaning=cleaning,
-                        imbalance=imbalance)
+    prepared = PreparedData(train=train, validation=validation, test=test, labels=label_names, warnings=warnings,
+                            sources=sources, mitigation=mitigation, augmentation=augmentation, cleaning=cleaning)
+    if label_names:  # decided on the split the loss sees (after oversampling and augmentation), once
+        from tuneforge.data.imbalance import imbalance_report
+
+        prepared.class_weights = decide_class_weights(recipe, label_names, list(prepared.class_counts().values()),
+                                                      rows=len(train))
+        prepared.imbalance = imbalance_report(counts, recipe, prepared.class_weights.on)
+    return prepared
 
 
 def _rare_class_warning(recipe: Recipe, path: str, counts: dict[str, int]) -> list[Problem]:

@@ -172,7 +172,7 @@ def refresh(registry: Registry, store: FeedbackStore, name: str, recipe: Recipe,
 
 
 def _fine_tune(recipe: Recipe) -> Any:
-    from tuneforge.train.runner import fine_tune
+    from tuneforge.train.skeleton import fine_tune
 
     return fine_tune(recipe)
 

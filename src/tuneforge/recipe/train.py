@@ -69,6 +69,9 @@ class TrainSpec(Section):
     logging_steps: int = Field(1, ge=1, description="Log loss and learning rate every this many steps (1: every step).")
     save_checkpoints: bool = Field(True, description="Save a checkpoint per epoch so `--resume` can continue a run.")
     save_total_limit: int = Field(2, ge=1, description="Checkpoints kept on disk (the best one is always kept).")
+    keep_checkpoints: bool = Field(False, description="Keep checkpoints/ after a successful run (most of a run's "
+                                   "size: optimiser states). Off: they are removed once the model is saved; "
+                                   "an interrupted or failed run always keeps them for --resume.")
     dataloader_workers: int = Field(0, ge=0, description="Worker processes loading batches.")
     distributed: DistributedSpec = Field(
         default_factory=DistributedSpec,

@@ -74,7 +74,7 @@ class Objective:
         self.callbacks = list(callbacks)
 
     def __call__(self, trial: optuna.Trial) -> float:
-        from tuneforge.train.runner import TrainingInterrupted, fine_tune
+        from tuneforge.train.skeleton import TrainingInterrupted, fine_tune
 
         params = {path: suggest(trial, path, param) for path, param in self.recipe.search.space.items()}
         folder = trial_directory(self.study_dir, trial.number)

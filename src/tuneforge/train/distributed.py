@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from tuneforge.errors import TuneforgeError
+from tuneforge.kinds import kind_of
 from tuneforge.recipe import DistributedSpec, Recipe
 from tuneforge.run import RunLayout
 
@@ -155,22 +156,25 @@ def launch_command(recipe_file: Path, nproc: int, arguments: Sequence[str] = ())
             "-m", "tuneforge.cli.main", "train", str(recipe_file), *arguments]
 
 
-def launch(recipe: Recipe, nproc: int, default_dir: Path, *, resume: bool = False) -> tuple[int, Path]:
+def launch(recipe: Recipe, nproc: int, default_dir: Path, *, resume: bool = False, force: bool = False
+           ) -> tuple[int, Path]:
     """Run `tuneforge train` in `nproc` processes through torchrun; returns (exit code, run directory).
 
     torchrun starts, watches and stops the processes; the recipe reaches them as a resolved YAML file.
     """
     if nproc < 2:
         raise ValueError("launch is for two or more processes")
-    if recipe.tasks:
-        raise TuneforgeError("multi-task runs train in one process", fix="drop --nproc for a recipe with tasks")
+    kind = kind_of(recipe)
+    if not kind.nproc:  # refused before any process starts
+        raise TuneforgeError(f"{kind.name} runs ({kind.summary}) train in one process",
+                             fix="drop --nproc (or start it without torchrun)")
     check_strategy(recipe.train.distributed)
     resolved = launch_recipe(recipe, default_dir)
     folder = Path(tempfile.mkdtemp(prefix="tuneforge-launch-"))
     try:
         recipe_file = folder / "recipe.yaml"
         recipe_file.write_text(resolved.to_yaml(), encoding="utf-8")
-        command = launch_command(recipe_file, nproc, ["--resume"] if resume else [])
+        command = launch_command(recipe_file, nproc, (["--resume"] if resume else []) + (["--force"] if force else []))
         return subprocess.run(command, check=False).returncode, Path(resolved.output.dir or "")
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -7,6 +7,8 @@ failing step becomes a warning that names the command to run it again, and the n
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -61,38 +63,35 @@ def explain_test_examples(layout: RunLayout, recipe: Recipe, test: datasets.Data
                        title=f"Explanations for {layout.root.name}")
 
 
-def finish_run(layout: RunLayout, recipe: Recipe, test: datasets.Dataset | None,
+def finish_run(layout: RunLayout, recipe: Recipe, steps: list[tuple[str, str, Callable[[], Any]]],
                on_warnings: Callable[[list[Problem]], None] | None = None) -> list[Problem]:
-    """Run the after-training steps the recipe asks for; returns (and reports) the ones that failed."""
-    from tuneforge.predict import Predictor
+    """Run the run kind's after-training steps, then the report; returns (and reports) the ones that failed.
+
+    Each step's time goes into metrics.json (`post_training_seconds`), so a slow end of a run is visible.
+    """
     from tuneforge.report.html import build_report
 
-    steps: list[tuple[str, str, Callable[[], Any]]] = []
-    predictor: list[Any] = []
-
-    def loaded() -> Any:
-        if not predictor:
-            # the run this process just trained from the user's recipe: its code is the user's own
-            predictor.append(Predictor.from_run(layout.root, recipe.train.device, trust_run_code=True))
-        return predictor[0]
-
-    if test is not None and len(test) and wants_fairness_audit(recipe):
-        steps.append(("fairness audit", f"tuneforge fairness {layout.root} --data TEST_FILE",
-                      lambda: audit_test_split(layout, recipe, test, loaded())))
-    if test is not None and len(test) and recipe.evaluation.explain_examples > 0 and \
-            recipe.task in ("classification", "regression"):
-        steps.append(("example explanations", f"tuneforge explain {layout.root} --data TEST_FILE",
-                      lambda: explain_test_examples(layout, recipe, test, loaded())))
-    steps.append(("report", f"tuneforge report {layout.root}", lambda: build_report(layout.root)))
-
-    failures = []
+    steps = [*steps, ("report", f"tuneforge report {layout.root}", lambda: build_report(layout.root))]
+    failures, seconds = [], {}
     for name, command, step in steps:
+        if name == "report":
+            _record_times(layout, seconds)  # the report shows them
+        started = time.perf_counter()
         try:
             step()
         except Exception as error:  # noqa: BLE001 - the trained model is safe on disk; say what failed, go on
             failures.append(Problem(where=str(layout.root), severity="warning",
                                     message=f"the {name} after training failed: {error}",
                                     fix=f"run it again with `{command}`"))
+        seconds[name] = round(time.perf_counter() - started, 3)
+    _record_times(layout, seconds)
     if failures and on_warnings is not None:
         on_warnings(failures)
     return failures
+
+
+def _record_times(layout: RunLayout, seconds: dict[str, float]) -> None:
+    if layout.metrics.is_file():
+        metrics = json.loads(layout.metrics.read_text(encoding="utf-8"))
+        metrics["post_training_seconds"] = dict(seconds)
+        artifacts.write_json(layout.metrics, metrics)

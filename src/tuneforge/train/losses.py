@@ -10,47 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from tuneforge.recipe import Recipe
 
 LossFunction = Callable[..., torch.Tensor]
-
-
-def balanced_class_weights(counts: list[int]) -> list[float]:
-    """Inverse-frequency weights with mean 1 over examples (scikit-learn's 'balanced')."""
-    counts_array = np.asarray(counts, dtype=np.float64)
-    total, classes = counts_array.sum(), len(counts_array)
-    return (total / (classes * np.maximum(counts_array, 1))).tolist()
-
-
-def positive_weights(counts: list[int], rows: int) -> list[float]:
-    """Multilabel pos_weight: negatives / positives per label, so each label's positives weigh as much as its
-    negatives in the binary cross-entropy (PyTorch's recommended pos_weight)."""
-    positives = np.maximum(np.asarray(counts, dtype=np.float64), 1)
-    return (np.maximum(rows - positives, 1) / positives).tolist()
-
-
-def resolve_class_weights(recipe: Recipe, labels: list[str], counts: list[int], rows: int | None = None
-                          ) -> list[float] | None:
-    """Explicit weights win; then weighted losses and the imbalance switch ask for balanced ones.
-
-    For multilabel (`rows`: training rows) the weights are each label's pos_weight.
-    """
-    weights = recipe.loss.class_weights
-    if isinstance(weights, dict):
-        return [float(weights.get(label, 1.0)) for label in labels]
-    wanted = weights == "balanced" or recipe.loss_name() == "weighted_cross_entropy"
-    switch = recipe.imbalance.class_weights
-    if switch == "on":
-        wanted = True
-    elif switch == "auto" and not recipe.imbalance.oversample and min(counts) > 0:
-        wanted = wanted or max(counts) / min(counts) >= recipe.imbalance.ratio_threshold
-    if not wanted:
-        return None
-    return positive_weights(counts, rows) if recipe.task == "multilabel" and rows else balanced_class_weights(counts)
 
 
 def _normaliser(labels: torch.Tensor, num_items_in_batch: Any) -> torch.Tensor | float:

@@ -31,6 +31,7 @@ GPU_CAP = 1024
 RAM_SHARE = 0.7  # of the RAM available when training starts: the evaluation, the OS and other jobs need the rest
 MIN_STEPS_PER_EPOCH = 8  # a batch is never so big that an epoch has fewer optimiser steps than this
 ESTIMATE_TASKS = {"multilabel": "classification", "causal-lm": "generation"}
+ProbeInputs = Callable[[int, int, torch.device], dict[str, Any]]  # (batch, length, device) -> inputs
 STATE_BYTES = {"adamw": 8, "adamw_8bit": 2, "sgd": 0}  # optimiser-state bytes per trainable parameter
 
 
@@ -111,7 +112,8 @@ def estimated_batch_size(model: Any, recipe: Recipe, device: str, budget: int, c
                                           f"({RAM_SHARE:.0%} of available RAM), capped at {cap}")
 
 
-def probed_batch_size(model: Any, recipe: Recipe, device: torch.device, cap: int, precision: str) -> BatchChoice:
+def probed_batch_size(model: Any, recipe: Recipe, device: torch.device, cap: int, precision: str,
+                      inputs: ProbeInputs) -> BatchChoice:
     """Forward + backward at max_length with growing batches on the GPU; the largest that ran."""
     from accelerate.utils.memory import clear_device_cache
 
@@ -122,7 +124,6 @@ def probed_batch_size(model: Any, recipe: Recipe, device: torch.device, cap: int
     positions = getattr(model.config, "max_position_embeddings", None)
     if isinstance(positions, int) and positions > 0:
         length = min(length, positions)
-    vocab = int(getattr(model.config, "vocab_size", 1000) or 1000)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     states = trainable * STATE_BYTES[ESTIMATE_NAMES[recipe.train.optimizer]]
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
@@ -130,10 +131,8 @@ def probed_batch_size(model: Any, recipe: Recipe, device: torch.device, cap: int
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
     def attempt(batch: int) -> None:
-        ids = torch.randint(min(5, vocab - 1), vocab, (batch, length), device=device)
-        mask = torch.ones_like(ids)
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            output = model(input_ids=ids, attention_mask=mask)
+            output = model(**inputs(batch, length, device))
         output.logits.float().mean().backward()
         model.zero_grad(set_to_none=True)
 
@@ -165,17 +164,23 @@ def checkpoint_batch_size(checkpoint: Path) -> int | None:
 
 
 def choose_batch_size(recipe: Recipe, model: Any, device: torch.device, train_rows: int, precision: str,
-                      checkpoint: Path | None = None) -> BatchChoice:
-    """The recipe's batch size, or for `auto` the checkpoint's (resume), a GPU probe, or the CPU estimate."""
+                      checkpoint: Path | None = None, inputs: ProbeInputs | None = None,
+                      sizing_model: Any = None) -> BatchChoice:
+    """The recipe's batch size, or for `auto` the checkpoint's (resume), a GPU probe with the run kind's `inputs`,
+    or an estimate of `sizing_model` (default: the model) against the memory free now."""
     if recipe.train.batch_size != "auto":
         return BatchChoice(int(recipe.train.batch_size), "given", "train.batch_size in the recipe")
     if checkpoint is not None:
         size = checkpoint_batch_size(checkpoint)
         if size:
             return BatchChoice(size, "checkpoint", f"the batch size {checkpoint.name} was trained with")
+    if device.type == "cuda" and inputs is not None:
+        return probed_batch_size(model, recipe, device, row_cap(train_rows, GPU_CAP), precision, inputs)
     if device.type == "cuda":
-        return probed_batch_size(model, recipe, device, row_cap(train_rows, GPU_CAP), precision)
+        budget = int(torch.cuda.mem_get_info(device)[0] * RAM_SHARE)
+        return estimated_batch_size(sizing_model or model, recipe, "cuda", budget, row_cap(train_rows, GPU_CAP),
+                                    precision)
     import psutil
 
     budget = int(psutil.virtual_memory().available * RAM_SHARE)
-    return estimated_batch_size(model, recipe, "cpu", budget, row_cap(train_rows, CPU_CAP))
+    return estimated_batch_size(sizing_model or model, recipe, "cpu", budget, row_cap(train_rows, CPU_CAP))
