@@ -7,9 +7,16 @@ from typing import Any
 
 import typer
 
-from tuneforge.cli.common import build_recipe, quiet_libraries
+from tuneforge.cli.common import build_recipe, flag_overrides, quiet_libraries
 from tuneforge.cli.display import console, show_problems
+from tuneforge.errors import RecipeError
 from tuneforge.recipe import commented_template
+
+# Fields that decide how the data is read: when one of them is wrong, checking the data would only report
+# consequences of that mistake, so the data waits until the recipe is fixed.
+DATA_FIELDS = ("data", "task", "features", "tasks")
+# Sections that say nothing about reading the data; dropped when the recipe's problem names no field.
+KEPT_SECTIONS = ("data", "task", "model", "features", "tasks")
 
 
 def register(app: typer.Typer) -> None:
@@ -49,10 +56,17 @@ def register(app: typer.Typer) -> None:
         from tuneforge.data.prepare import load_and_check
         from tuneforge.models.resolve import resolve_model
 
-        built = build_recipe(recipe, sets, data=data, validation=validation, test=test, text_column=text_column,
-                             label_column=label_column, task=task, target_column=target_column,
-                             prompt_column=prompt_column, response_column=response_column,
-                             messages_column=messages_column)
+        flags = {"data": data, "validation": validation, "test": test, "text_column": text_column,
+                 "label_column": label_column, "task": task, "target_column": target_column,
+                 "prompt_column": prompt_column, "response_column": response_column,
+                 "messages_column": messages_column}
+        try:
+            built, recipe_problems = build_recipe(recipe, sets, **flags), []
+        except RecipeError as error:
+            recipe_problems = list(error.problems)
+            built = _recipe_without_problems(recipe, flag_overrides(**flags) + list(sets or []))
+            if built is None:
+                raise
         from tuneforge.evaluate.plugins import validate_plugins
 
         if built.features.enabled:  # typed feature columns, checked as multimodal training checks them
@@ -67,6 +81,7 @@ def register(app: typer.Typer) -> None:
             loaded, problems = load_generative(built)
         else:
             loaded, problems = load_and_check(built)
+        problems = recipe_problems + problems
         problems += validate_plugins(built.evaluation.plugins)
         try:
             resolved = resolve_model(built.model.name)
@@ -89,6 +104,55 @@ def register(app: typer.Typer) -> None:
         where = f" ({resolved.source})" if resolved else ""
         console.print(f"[green]recipe is valid[/green]: {built.task}, model {built.model.name}{where}; {rows}"
                       f"{'; ' + str(len(problems)) + ' warning(s)' if problems else ''}")
+
+
+def _recipe_without_problems(path: Path | None, overrides: list[str], rounds: int = 10) -> Any:
+    """The recipe with every field it has a problem with left at its default, so the data can still be checked
+    and listed beside the recipe's problems; None when a problem touches how the data is read (or names no field
+    that can be left out)."""
+    import yaml
+
+    from tuneforge.recipe import recipe_from_dict
+
+    source = "recipe"
+    try:
+        raw = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}) if path is not None else {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    if not isinstance(raw, dict):
+        return None
+    for _ in range(rounds):
+        try:
+            return recipe_from_dict(raw, overrides, source=source, base_dir=path.parent if path else None)
+        except RecipeError as error:
+            fields = [problem.where.removeprefix(f"{source}: ") for problem in error.problems]
+        if any(not field or field.startswith("--set") for field in fields):
+            return None
+        for field in fields:
+            if field == "(top level)":  # a rule across sections: keep only what reading the data needs
+                raw = {key: value for key, value in raw.items() if key in KEPT_SECTIONS}
+                overrides = [item for item in overrides if item.split(".", 1)[0].split("=", 1)[0] in KEPT_SECTIONS]
+                continue
+            if field.split(".", 1)[0] in DATA_FIELDS:
+                return None
+            raw, overrides = _without(raw, field), [item for item in overrides
+                                                   if not item.split("=", 1)[0].strip().startswith(field)]
+    return None
+
+
+def _without(raw: dict[str, Any], field: str) -> dict[str, Any]:
+    """`raw` without the key at dotted `field` (or the nearest mapping above it, when a list is in the way)."""
+    copy = dict(raw)
+    node, parts = copy, field.split(".")
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            node.pop(part, None)
+            return copy
+        node[part] = dict(child)
+        node = node[part]
+    node.pop(parts[-1], None)
+    return copy
 
 
 def _check_token_data(recipe: Any) -> tuple[dict[str, tuple[str, Any]], list[Any]]:
