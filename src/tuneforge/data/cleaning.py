@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from tuneforge.data.pii import find_pii, mask_pii
-from tuneforge.errors import TuneforgeError
+from tuneforge.data.toxicity import profanity_in
+from tuneforge.errors import DataError, Problem, TuneforgeError
 from tuneforge.recipe import CleanSpec
 
 STEPS = ("garbage", "pii", "conflicting_labels", "duplicates", "near_duplicates", "length_outliers", "toxicity",
@@ -317,8 +318,6 @@ def clean_texts(texts: Sequence[str], labels: Sequence[Any] | None, spec: CleanS
             alive = [i for i in alive if i not in dropped]
 
     if active("toxicity", spec.toxicity):
-        from tuneforge.data.toxicity import profanity_in
-
         for i in alive:
             found = profanity_in(joined(i))
             if found:
@@ -396,7 +395,6 @@ def clean_loaded(loaded: dict[str, tuple[str, Any]], recipe: Any
     A class that cleaning leaves with too few rows is a data error naming the step that removed them.
     """
     from tuneforge.data import validation as checks
-    from tuneforge.errors import DataError, Problem
 
     spec, data = recipe.clean, recipe.data
     cleaned: dict[str, tuple[str, Any]] = {}

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from tuneforge.data.conll import is_conll, read_conll
 from tuneforge.data.language import LanguageGuess, detect_language
 from tuneforge.errors import DataError, Problem
 
@@ -55,8 +56,6 @@ def estimate_tokens(text: str) -> int:
 
 def profile_conll(path: str | Path) -> DataProfile:
     """A CoNLL file (a token per line, sentences between blank lines): a row is a sentence, `labels` the tags."""
-    from tuneforge.data.conll import read_conll
-
     sentences = read_conll(path)
     texts = [" ".join(tokens) for tokens in sentences.tokens[:SAMPLE]]
     tags = {tag for row in sentences.tags for tag in row}
@@ -69,7 +68,6 @@ def profile_data(path: str | Path, text_column: str = "text", label_column: str 
                  conll: bool | None = None) -> DataProfile:
     """Read a training file (any format `tuneforge train` reads) and describe it; `conll` None reads CoNLL by
     suffix (.conll, .bio, .iob ...; .txt only when asked, since a .txt may hold one text per line)."""
-    from tuneforge.data.conll import is_conll
     from tuneforge.data.loading import read_table
 
     if conll or (conll is None and is_conll(path) and Path(path).suffix.lower() != ".txt"):
