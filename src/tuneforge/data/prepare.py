@@ -15,6 +15,8 @@ from tuneforge.augment.identity import joint_groups, load_terms
 from tuneforge.augment.pipeline import augment_split
 from tuneforge.data import validation as checks
 from tuneforge.data.class_weights import ClassWeights, decide_class_weights
+from tuneforge.data.cleaning import clean_loaded, drops_empty_texts
+from tuneforge.data.imbalance import imbalance_report, imbalance_warning
 from tuneforge.data.language import language_mismatch
 from tuneforge.data.loading import read_table
 from tuneforge.data.mitigation import group_reweighting
@@ -157,8 +159,6 @@ def load_and_check(recipe: Recipe) -> tuple[dict[str, tuple[str, datasets.Datase
     for role, (path, dataset) in usable.items():
         text_problems = checks.check_texts(path, spec.text_column, dataset[spec.text_column])
         if role == "train" and recipe.clean.enabled:
-            from tuneforge.data.cleaning import drops_empty_texts
-
             if drops_empty_texts(recipe):  # cleaning drops them and lists each in the data report
                 text_problems = [p for p in text_problems if "every text is empty" in p.message]
         problems += text_problems
@@ -220,8 +220,6 @@ def prepare_data(recipe: Recipe) -> PreparedData:
     spec = recipe.data
     cleaning = None
     if recipe.clean.enabled:
-        from tuneforge.data.cleaning import clean_loaded
-
         loaded, cleaning, found = clean_loaded(loaded, recipe)
         warnings += found
 
@@ -268,8 +266,6 @@ def prepare_data(recipe: Recipe) -> PreparedData:
     prepared = PreparedData(train=train, validation=validation, test=test, labels=label_names, warnings=warnings,
                             sources=sources, mitigation=mitigation, augmentation=augmentation, cleaning=cleaning)
     if label_names:  # decided on the split the loss sees (after oversampling and augmentation), once
-        from tuneforge.data.imbalance import imbalance_report
-
         prepared.class_weights = decide_class_weights(recipe, label_names, list(prepared.class_counts().values()),
                                                       rows=len(train))
         prepared.imbalance = imbalance_report(counts, recipe, prepared.class_weights.on)
@@ -278,8 +274,6 @@ def prepare_data(recipe: Recipe) -> PreparedData:
 
 def _rare_class_warning(recipe: Recipe, path: str, counts: dict[str, int]) -> list[Problem]:
     """The imbalance report's warning with advice, when a class of the training file is rare."""
-    from tuneforge.data.imbalance import imbalance_report, imbalance_warning
-
     found = imbalance_warning(imbalance_report(counts, recipe), f"{path}: column '{recipe.data.label_column}'")
     return [found] if found else []
 
