@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -106,6 +107,8 @@ def _write(layout: RunLayout, recipe: Any, config: dict[str, Any], quant: str, p
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(layout.model))
+    # gguf logs what it guesses from tokenizer files; the special-token settings it guesses are replaced below.
+    logging.getLogger("gguf").setLevel(logging.ERROR)
     writer = gguf.GGUFWriter(path, gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.LLAMA], use_temp_file=True)
     try:
         _add_model_info(writer, layout, recipe, config, quant)
