@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from tuneforge.cli.common import quiet_libraries, trust_option
@@ -29,7 +30,7 @@ def group_table(name: str, result: dict[str, Any]) -> Table:
     for header in headers:
         table.add_column(header, justify="right")
     for group, row in result["groups"].items():
-        table.add_row(group, *(_fmt(row[c]) for c in columns))
+        table.add_row(escape(group), *(_fmt(row[c]) for c in columns))
     if result["overall"]:
         table.add_row("[bold]all grouped[/bold]", *(_fmt(result["overall"][c]) for c in columns))
     return table
@@ -97,8 +98,10 @@ def show_report(report: dict[str, Any]) -> None:
         console.print("[yellow]nothing to audit[/yellow]: no sensitive column, no identity category and no "
                       "counterfactual probe")
     for name, result in report["attributes"].items():
+        if result.get("note"):
+            console.print(f"[yellow]{escape(name)}[/yellow]: {escape(result['note'])}", highlight=False)
         if not result["groups"]:
-            console.print(f"[yellow]{name}[/yellow]: no row has a group; nothing to compare")
+            console.print(f"[yellow]{escape(name)}[/yellow]: no row has a group; nothing to compare", highlight=False)
             continue
         console.print(group_table(name, result))
     if any(result["groups"] for result in report["attributes"].values()):
@@ -109,6 +112,19 @@ def show_report(report: dict[str, Any]) -> None:
         worst = worst_table(probe)
         if worst is not None:
             console.print(worst)
+    show_verdict(report)
+
+
+def show_verdict(report: dict[str, Any]) -> None:
+    """One closing line: passed, breached (listed after the tables by the caller), or not assessable and why."""
+    if report.get("breaches"):
+        return
+    if report.get("passed") is True:
+        console.print("[green]fairness check passed[/green]: no threshold breached", highlight=False)
+        return
+    console.print("[yellow]fairness not assessable[/yellow] on this data:", highlight=False)
+    for reason in report.get("not_assessable") or []:
+        console.print(f"  - {escape(reason)}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:
@@ -140,6 +156,8 @@ def register(app: typer.Typer) -> None:
             None, "--compare", exists=True, file_okay=False,
             help="Another run (e.g. the one trained before a mitigation) audited on the same data with the same "
                  "settings and shown side by side; repeatable. Only RUN_DIR is checked against thresholds."),
+        min_group_size: int = typer.Option(5, min=1, help="Leave out groups with fewer rows (noted in the report): a "
+                                                          "few predictions are no measurement."),
         output: Path = typer.Option(None, help="Folder for fairness.json (default: RUN_DIR)."),
         batch_size: int = typer.Option(64, min=1, help="Texts per batch."),
         device: str = typer.Option("auto", help="auto, cpu or cuda."),
@@ -169,7 +187,8 @@ def register(app: typer.Typer) -> None:
         spec = FairnessSpec.model_validate({**predictor.recipe.fairness.model_dump(),
                                             **{key: value for key, value in flags.items() if value is not None}})
         audit_data = read_audit_data(predictor, data, spec.sensitive_columns)
-        report = audit(predictor, audit_data, spec, counterfactual_limit=limit, batch_size=batch_size)
+        report = audit(predictor, audit_data, spec, counterfactual_limit=limit, batch_size=batch_size,
+                       min_group_size=min_group_size)
         report = {"run": str(run_dir.resolve()), **report}
         target = (output if output is not None else run_dir) / "fairness.json"
         artifacts.write_json(target, report)
@@ -184,7 +203,8 @@ def register(app: typer.Typer) -> None:
                 name = other.name if other.name not in named else str(other)
                 named[name] = {"run": str(other.resolve()), **audit(other_predictor, other_data, other_spec,
                                                                      counterfactual_limit=limit,
-                                                                     batch_size=batch_size)}
+                                                                     batch_size=batch_size,
+                                                                     min_group_size=min_group_size)}
             rows = compare_audits(named)
             console.print(comparison_table(rows, list(named)))
             compared = target.with_name("fairness_comparison.json")

@@ -5,6 +5,11 @@ unequal treatment usually costs most): selection rate is how often a group is pr
 false-positive/false-negative rates are the errors on that label. Metrics go through fairlearn's MetricFrame so
 figures agree with the reference implementation, except that a rate with nothing to count (no actual negatives
 for a false-positive rate) stays undefined instead of counting as 0.
+
+Some data cannot answer the question at all, and then the result says "not assessable" with the reason instead
+of reporting a parity that only looks perfect: fewer than two groups to compare, or a positive label the model
+never (or always) predicts, which makes every selection rate 0 (or 1). Groups smaller than `min_group_size`
+are left out with a note: one row's prediction is a selection rate of 0 or 1, not a measurement.
 """
 
 from __future__ import annotations
@@ -132,13 +137,15 @@ def _disparities(true_names: np.ndarray, pred_names: np.ndarray, groups: np.ndar
 
 
 def group_metrics(y_true: Sequence[Any], y_pred: Sequence[Any], groups: Sequence[Any], label_names: Sequence[str],
-                  positive_label: str | None = None, *, exclude_from_disparity: Collection[str] = ()
-                  ) -> dict[str, Any]:
+                  positive_label: str | None = None, *, exclude_from_disparity: Collection[str] = (),
+                  min_group_size: int = 1) -> dict[str, Any]:
     """Per-group metrics and between-group disparities for one sensitive attribute.
 
     Labels are class names or integer indices into `label_names`. Rows whose group is None (or NaN, or blank)
-    are left out. Groups in `exclude_from_disparity` (e.g. texts naming several groups) are shown but not
-    compared. Undefined rates (a group without actual negatives has no false-positive rate) are None.
+    are left out, and so are groups with fewer than `min_group_size` rows (listed in `small_groups`). Groups in
+    `exclude_from_disparity` (e.g. texts naming several groups) are shown but not compared. Undefined rates (a
+    group without actual negatives has no false-positive rate) are None. `assessable` is False, with the reason
+    in `not_assessable`, when the figures cannot show a disparity whatever the model does.
     """
     label_names = [str(name) for name in label_names]
     if not (len(y_true) == len(y_pred) == len(groups)):
@@ -148,6 +155,9 @@ def group_metrics(y_true: Sequence[Any], y_pred: Sequence[Any], groups: Sequence
     positive = check_positive_label(positive_label, label_names) if positive_label is not None \
         else minority_label(true_names, label_names)
     keep = np.asarray([not is_missing_group(g) for g in groups], dtype=bool)
+    sizes = Counter(str(g) for g, kept in zip(groups, keep, strict=True) if kept)
+    small = {group: count for group, count in sorted(sizes.items()) if count < min_group_size}
+    keep &= np.asarray([not kept or str(g) not in small for g, kept in zip(groups, keep, strict=True)], dtype=bool)
     group_values = np.asarray([str(g) for g, kept in zip(groups, keep, strict=True) if kept], dtype=object)
     result: dict[str, Any] = {
         "positive_label": positive,
@@ -158,8 +168,16 @@ def group_metrics(y_true: Sequence[Any], y_pred: Sequence[Any], groups: Sequence
         "compared_groups": [],
         "gaps": {},
         **{name: None for name in DISPARITIES},
+        "min_group_size": min_group_size,
+        "small_groups": small,
+        "assessable": False,
+        "not_assessable": None,
     }
+    if small:
+        result["note"] = (f"left out {len(small)} group(s) with fewer than {min_group_size} rows: "
+                          + ", ".join(f"{group} ({count})" for group, count in small.items()))
     if not keep.any():
+        result["not_assessable"] = "no row has a group" + (f" of at least {min_group_size} rows" if small else "")
         return result
     true_kept, pred_kept = true_names[keep], pred_names[keep]
     frame = _frame(true_kept, pred_kept, group_values, positive)
@@ -172,11 +190,23 @@ def group_metrics(y_true: Sequence[Any], y_pred: Sequence[Any], groups: Sequence
     compared = np.asarray([g not in exclude_from_disparity for g in group_values], dtype=bool)
     result["compared_groups"] = sorted(set(group_values[compared]))
     if len(result["compared_groups"]) < 2:
+        found = ", ".join(result["compared_groups"]) or "none"
+        sized = f" with at least {min_group_size} rows" if small else ""
+        result["not_assessable"] = f"fewer than two groups{sized} to compare ({found})"
         return result
     table = frame.by_group.loc[result["compared_groups"]]
     result["gaps"] = {name: _number(table[name].max() - table[name].min())
                       for name in GROUP_METRICS if name != "count" and table[name].notna().any()}
     result.update(_disparities(true_kept[compared], pred_kept[compared], group_values[compared], positive))
+    predicted_positive = (pred_kept[compared] == positive).mean()
+    if predicted_positive in (0.0, 1.0):
+        never = predicted_positive == 0.0
+        result["not_assessable"] = (
+            f"the model {'never' if never else 'always'} predicts '{positive}' for these rows, so every group's "
+            f"selection rate is {0 if never else 1} and parity holds whatever the groups are; choose another "
+            "positive label (--positive-label / fairness.positive_label) or audit on data where the model "
+            "predicts both")
+    result["assessable"] = result["not_assessable"] is None
     return result
 
 

@@ -22,6 +22,9 @@ from tuneforge.evaluate.fairness import check_positive_label, fairness_verdict, 
 from tuneforge.evaluate.scoring import Scorable
 from tuneforge.recipe import FairnessSpec
 
+# Groups with fewer rows are left out of the audit (with a note): a handful of predictions measures nothing.
+MIN_GROUP_SIZE = 5
+
 
 @dataclass
 class AuditData:
@@ -75,11 +78,15 @@ def read_audit_data(predictor: Scorable, path: str | Path, sensitive_columns: li
 
 
 def audit(predictor: Scorable, data: AuditData, spec: FairnessSpec, *, terms: Terms | None = None,
-          counterfactual_limit: int | None = None, batch_size: int = 64) -> dict[str, Any]:
+          counterfactual_limit: int | None = None, batch_size: int = 64,
+          min_group_size: int = MIN_GROUP_SIZE) -> dict[str, Any]:
     """The fairness.json report: per-attribute group metrics, the counterfactual probe, thresholds, breaches.
 
     Groups come from `data.sensitive` when it has columns, otherwise from the identity terms of each category of
     `spec.identity_categories` (texts naming two groups form the group 'multiple', shown but not compared).
+    Groups under `min_group_size` rows are left out. `passed` is True when no threshold is breached and every
+    attribute could be assessed, False on a breach, and None when nothing breached but some attribute could not
+    be assessed (`not_assessable` says why): a parity nobody could measure is no pass.
     """
     labels = predictor.labels
     if labels is None:
@@ -96,7 +103,8 @@ def audit(predictor: Scorable, data: AuditData, spec: FairnessSpec, *, terms: Te
     if data.sensitive:
         for column, groups in data.sensitive.items():
             attributes[column] = {"source": "column",
-                                  **group_metrics(data.labels, predicted, groups, labels, positive)}
+                                  **group_metrics(data.labels, predicted, groups, labels, positive,
+                                                  min_group_size=min_group_size)}
     else:
         searched = data.texts if data.pairs is None else [f"{t} {p}" for t, p in zip(data.texts, data.pairs,
                                                                                        strict=True)]
@@ -104,7 +112,8 @@ def audit(predictor: Scorable, data: AuditData, spec: FairnessSpec, *, terms: Te
             groups = infer_groups(searched, category, terms)
             attributes[category] = {"source": "identity_terms",
                                     **group_metrics(data.labels, predicted, groups, labels, positive,
-                                                    exclude_from_disparity=(MULTIPLE,))}
+                                                    exclude_from_disparity=(MULTIPLE,),
+                                                    min_group_size=min_group_size)}
 
     counterfactual = None
     if spec.counterfactual:
@@ -128,7 +137,10 @@ def audit(predictor: Scorable, data: AuditData, spec: FairnessSpec, *, terms: Te
         },
     }
     report["breaches"] = fairness_verdict(report, spec)
-    report["passed"] = not report["breaches"]
+    report["not_assessable"] = [f"{name}: {result['not_assessable']}" for name, result in attributes.items()
+                                if result.get("not_assessable")]
+    report["assessable"] = not report["not_assessable"]
+    report["passed"] = False if report["breaches"] else (True if report["assessable"] else None)
     return report
 
 

@@ -46,7 +46,7 @@ LIMIT_OF = {"demographic_parity_difference": "max_demographic_parity_difference"
             "flip_rate": "max_counterfactual_flip_rate"}
 GROUP_COLUMNS = ("count", "accuracy", "f1_macro", "selection_rate", "false_positive_rate", "false_negative_rate")
 COUNTERFACTUAL_COLUMNS = ("texts_probed", "pairs", "flips", "flip_rate", "mean_abs_change", "max_abs_change")
-HANDLED = {"attributes", "counterfactual", "thresholds", "breaches", "passed"}
+HANDLED = {"attributes", "counterfactual", "thresholds", "breaches", "passed", "assessable", "not_assessable"}
 DISPARITY_WORDS = ("parity", "odds", "flip", "disparit", "difference", "gap")
 MAX_FINDINGS = 8
 MAX_WORST = 10
@@ -113,6 +113,9 @@ def _verdict(value: Mapping[str, Any], limits: Mapping[str, float]) -> list[Any]
     breaches = value.get("breaches")
     if isinstance(breaches, list) and breaches:
         return [Callout(f"Limit exceeded: {fmt_value(b, 400)}", "danger") for b in breaches]
+    unknown = value.get("not_assessable")
+    if isinstance(unknown, list) and unknown:  # a parity that could not be measured is no pass
+        return [Callout(f"Not assessable: {fmt_value(reason, 400)}", "warning") for reason in unknown]
     if value.get("passed") is True and limits:
         return [Callout("Within every fairness limit set in the recipe.", "ok")]
     if "passed" in value and not limits:
@@ -130,6 +133,7 @@ def _cell(value: Any, limit: float | None = None, bar: bool = False) -> Cell:
 
 def _attributes(attributes: Mapping[str, Any], limits: Mapping[str, float]) -> list[Any]:
     measured = {k: v for k, v in attributes.items() if isinstance(v, Mapping) and v.get("groups")}
+    notes = [f"{humanize(k)}: {v['note']}" for k, v in attributes.items() if isinstance(v, Mapping) and v.get("note")]
     empty = [str(k) for k, v in attributes.items() if isinstance(v, Mapping) and not v.get("groups")]
     odd = {k: v for k, v in attributes.items() if not isinstance(v, Mapping)}
     blocks: list[Any] = []
@@ -153,6 +157,7 @@ def _attributes(attributes: Mapping[str, Any], limits: Mapping[str, float]) -> l
     if empty:
         blocks.append(Callout("No group found in the data for: " + ", ".join(humanize(e) for e in empty) + ".",
                               "info"))
+    blocks.extend(Callout(note[:1].upper() + note[1:] + ".", "info") for note in notes)
     if odd:
         blocks.append(Group("Other attributes", to_blocks(odd, depth=1)))
     return blocks
