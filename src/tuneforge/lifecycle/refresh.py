@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from tuneforge import artifacts
 from tuneforge.errors import TuneforgeError
 from tuneforge.lifecycle.feedback import Correction, FeedbackStore
 from tuneforge.lifecycle.registry import CHALLENGER, TAG, Registry, VersionInfo
@@ -99,8 +100,6 @@ def build_training_set(recipe: Recipe, corrections: Sequence[Correction], folder
     combined = combined.drop_duplicates(subset=keys, keep="first")
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "train.csv"
-    from tuneforge import artifacts
-
     artifacts.write_text(path, combined.to_csv(index=False))
     return TrainingSet(path, len(original), len(feedback), replaced, before - len(combined), holdout)
 
