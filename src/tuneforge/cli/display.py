@@ -2,15 +2,50 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from rich.console import Console
+from rich.errors import MissingStyle, StyleSyntaxError
 from rich.table import Table
+from rich.text import Text
 
 from tuneforge.errors import Problem
 
-console = Console()
-errors = Console(stderr=True, soft_wrap=True)  # error lines stay whole so they can be grepped and copied
+# Rich's markup tag: `[` then a lowercase letter, #, / or @, up to the next `]` (backslashes escape it).
+_TAG = re.compile(r"(\\*)\[([a-z#/@][^\[]*?)\]")
+
+
+class LiteralConsole(Console):
+    """A console whose markup is only the styles tuneforge writes ([red]...[/red]): any other bracketed text in
+    a message, such as the pip extra in `pip install 'tuneforge[onnx]'`, is printed as written where plain rich
+    would read it as a tag and drop it."""
+
+    def render_str(self, text: str, **kwargs: Any) -> Text:
+        markup = kwargs.get("markup")
+        if markup or (markup is None and self._markup):
+            text = _TAG.sub(self._keep_or_escape, text)
+        return super().render_str(text, **kwargs)
+
+    def _keep_or_escape(self, match: re.Match[str]) -> str:
+        backslashes, tag = match[1], match[2]
+        if len(backslashes) % 2 or self._is_markup(tag):
+            return match[0]
+        return f"{backslashes}\\[{tag}]"
+
+    def _is_markup(self, tag: str) -> bool:
+        name = tag.removeprefix("/").strip()
+        if not name or name.startswith(("@", "link")):
+            return True
+        try:
+            self.get_style(name)
+        except (MissingStyle, StyleSyntaxError):
+            return False
+        return True
+
+
+console = LiteralConsole()
+errors = LiteralConsole(stderr=True, soft_wrap=True)  # error lines stay whole so they can be grepped and copied
 
 HEADLINE = {
     "classification": ("accuracy", "f1_macro", "f1_weighted", "ece", "loss"),
