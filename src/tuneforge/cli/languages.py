@@ -23,6 +23,16 @@ def _language_files(pairs: list[str]) -> dict[str, str]:
     return files
 
 
+def _engine_fix(source: str, target: str, model: str | None) -> str:
+    """How to get a working translation engine for `tuneforge translate`, in its own options."""
+    if model:
+        return ("pass --model a local folder or hub id of a sequence-to-sequence translation model with safetensors "
+                "weights (e.g. a MarianMT model), or leave out --model to translate with Apertium")
+    return (f"install Apertium and the pair: `apt-get install apertium apertium-{source}-{target}` (`apt-cache "
+            "search apertium-` lists the pairs; --from and --to are Apertium codes, as in the modes `apertium -l` "
+            "prints), or pass --model with a Transformers translation model (a local folder or hub id)")
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def translate(
@@ -40,7 +50,14 @@ def register(app: typer.Typer) -> None:
         quiet_libraries()
         from tuneforge.data.translation import translate_table
 
-        result = translate_table(data, text_column, output, source, target, model, keep_original)
+        try:
+            result = translate_table(data, text_column, output, source, target, model, keep_original)
+        except TuneforgeError as error:
+            # The engines' advice is written for back-translation, whose recipe option is `models`; here the
+            # choice is --model.
+            if "`models`" not in error.fix:
+                raise
+            raise TuneforgeError(error.message, fix=_engine_fix(source, target, model)) from None
         console.print(f"translated {result.translated_cells} texts in {result.rows} rows with {result.engine}; "
                       f"written to {result.output}", highlight=False)
 
