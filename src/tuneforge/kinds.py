@@ -66,8 +66,9 @@ class RunKind:
         return asdict(self)
 
 
-_CLASSIFIER_SECTIONS = ("summary", "data", "training", "metrics", "per_class", "calibration", "error_analysis",
-                        "fairness", "explanations", "plugins", "cleaning")
+# Section ids of report.html (report/html.py); a section a kind does not list is never drawn for its runs.
+_CLASSIFIER_SECTIONS = ("data", "training", "metrics", "plugins", "calibration", "errors", "fairness", "explanations",
+                        "figures")
 
 KINDS: dict[str, RunKind] = {kind.name: kind for kind in (
     RunKind(TEXT, ("classification", "regression"), "one label or one score per text or text pair",
@@ -79,20 +80,21 @@ KINDS: dict[str, RunKind] = {kind.name: kind for kind in (
             plugins=True, nproc=True, report_sections=_CLASSIFIER_SECTIONS, serve_routes=("predict",)),
     RunKind(TAGGING, ("token-classification",), "one tag per word",
             peft_methods=WEIGHT_PEFT, domain_model=True, class_weights=True, nproc=True,
-            report_sections=("summary", "data", "training", "metrics", "per_class"), serve_routes=("predict",)),
+            report_sections=("data", "training", "metrics", "figures"), serve_routes=("predict",)),
     RunKind(GENERATIVE, ("seq2seq", "causal-lm"), "a model that writes text",
             peft_methods=ALL_PEFT, gradual_unfreeze=False, nproc=True,
-            report_sections=("summary", "data", "training", "metrics", "samples")),
+            report_sections=("data", "training", "metrics", "figures")),
     RunKind(MULTIMODAL, ("classification", "regression"), "text fused with tabular, image or audio columns",
             gradual_unfreeze=False, class_weights=True, calibration=True, plugins=True,
-            report_sections=("summary", "data", "training", "metrics", "per_class", "calibration", "modalities"),
+            report_sections=("data", "training", "metrics", "plugins", "calibration", "errors", "explanations",
+                             "figures"),
             serve_routes=("predict", "feedback")),
     RunKind(MULTITASK, ("multitask",), "several tasks over one shared encoder, one head each",
             gradual_unfreeze=False, freeze=False, clean=True, oversample=True, calibration=True, plugins=True,
-            report_sections=("summary", "training", "metrics", "tasks"), serve_routes=("predict",)),
+            report_sections=("data", "training", "metrics", "figures"), serve_routes=("predict",)),
     RunKind(ENSEMBLE, ("classification", "regression"), "several finished runs combined",
             freeze=False, gradual_unfreeze=False, batch_size_auto=False,
-            report_sections=("summary", "metrics", "per_class", "calibration"), serve_routes=("predict", "feedback")),
+            report_sections=("metrics", "calibration", "errors", "figures"), serve_routes=("predict", "feedback")),
 )}
 
 

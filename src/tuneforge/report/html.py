@@ -22,6 +22,8 @@ from markupsafe import Markup
 
 from tuneforge import artifacts
 from tuneforge._version import __version__
+from tuneforge.errors import TuneforgeError
+from tuneforge.kinds import read_kind
 from tuneforge.report.blocks import Callout, Section
 from tuneforge.report.evaluation import (
     build_calibration,
@@ -74,8 +76,15 @@ def _failure(title: str, error: Exception) -> str:
 
 
 def _build_sections(inputs: RunInputs) -> list[Section]:
+    """The sections the run's kind declares (kinds.py), each drawn from its own inputs."""
+    try:
+        wanted = set(read_kind(inputs.root).report_sections)
+    except TuneforgeError:  # an unreadable kind costs the reader no section
+        wanted = {section_id for section_id, _, _ in SECTIONS}
     sections = []
     for section_id, title, builder in SECTIONS:
+        if section_id not in wanted:
+            continue
         try:
             section = builder(inputs)
         except Exception as error:  # noqa: BLE001 - one section's failure must not cost the whole report

@@ -107,6 +107,14 @@ class StopOnSignal(TrainerCallback):
             control.should_save = True
             control.should_training_stop = True
 
+    def on_epoch_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                     **kwargs: Any) -> None:
+        # The stop leaves the epoch early; the epoch-end evaluation and save would score a half epoch (changing
+        # the best checkpoint and early stopping's count) and rewrite the checkpoint just taken.
+        if self.received is not None:
+            control.should_evaluate = False
+            control.should_save = False
+
 
 @contextmanager
 def stopping_on_signals(stop: StopOnSignal) -> Iterator[None]:
