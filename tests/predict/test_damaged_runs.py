@@ -20,11 +20,13 @@ from tests.conftest import FILLER, WORDS, make_regression_rows, make_rows, tiny_
 from tests.multimodal_fixtures import multimodal_recipe, write_multimodal_files
 from tuneforge.cli.main import main
 from tuneforge.errors import TuneforgeError
-from tuneforge.predict import Predictor
+from tuneforge.kinds import MULTILABEL, MULTIMODAL, MULTITASK, TEXT
+from tuneforge.predict import Predictor, RunPredictor
 
 QUICK = {"train": {"epochs": 1, "save_checkpoints": False}, "early_stopping": {"enabled": False},
          "evaluation": {"explain_examples": 0}, "fairness": {"identity_categories": [], "counterfactual": False}}
 TASK = "sentiment"  # the task the multi-task run is loaded and scored for
+KIND = {"text": TEXT, "multilabel": MULTILABEL, "adapter": TEXT, "multitask": MULTITASK, "multimodal": MULTIMODAL}
 
 
 @dataclass(frozen=True)
@@ -262,6 +264,8 @@ def test_the_undamaged_runs_predict_and_evaluate(name: str, trained: Callable[[s
                                                  tmp_path: Path) -> None:
     """The control: every run the damages start from is whole, so each failure above is the damage's."""
     run = trained(name)
+    predictor = Predictor.from_run(run.directory, "cpu", task_name=TASK if name == "multitask" else None)
+    assert isinstance(predictor, RunPredictor) and predictor.kind.name == KIND[name]
     for verb, target in (("predict", "--output"), ("evaluate", "--output")):
         output = tmp_path / f"{verb}.out"
         assert main([verb, str(run.directory), "--data", str(run.data), "--device", "cpu", target, str(output),

@@ -13,7 +13,7 @@ import torch
 import tuneforge
 from tests.conftest import make_rows, tiny_recipe, write_csv
 from tuneforge.errors import TuneforgeError
-from tuneforge.kinds import GENERATIVE, KIND_FILE, KINDS, MULTIMODAL, MULTITASK, TEXT, kind_of
+from tuneforge.kinds import ENSEMBLE, GENERATIVE, KIND_FILE, KINDS, MULTIMODAL, MULTITASK, TEXT, kind_of
 from tuneforge.predict import LOADERS, GenerativePredictor, Predictor, RunPredictor, checks, load
 from tuneforge.predict.registry import loads
 from tuneforge.recipe import recipe_from_dict
@@ -98,3 +98,21 @@ def test_a_generative_predictor_writes_text_and_has_no_logits(tiny_gpt2: Path) -
     assert len(predictor.generate(["hello"])) == 1 and "generated" in predictor.predict(["hello"])[0]
     with pytest.raises(TuneforgeError, match="no class logits"):
         predictor.probabilities(["hello"])
+
+
+def test_an_ensemble_loads_its_members_through_the_registry(text_run: Path, copy: Path, tmp_path: Path) -> None:
+    from tuneforge.ensemble.build import build_ensemble
+
+    build_ensemble([text_run, copy], "mean", tmp_path / "ensemble", device="cpu")
+    predictor = load(tmp_path / "ensemble", "cpu")
+    assert predictor.kind.name == ENSEMBLE and isinstance(predictor, RunPredictor)
+    assert predictor.probabilities(["good great food"]).shape == (1, len(predictor.labels))
+    (copy / "model" / "model.safetensors").write_bytes(b"")  # a member damaged after the ensemble was built
+    with pytest.raises(TuneforgeError, match="model.safetensors"):
+        load(tmp_path / "ensemble", "cpu")
+    described = json.loads((tmp_path / "ensemble" / "ensemble.json").read_text())
+    described["weights"] = [1.0]
+    (tmp_path / "ensemble" / "ensemble.json").write_text(json.dumps(described))
+    shutil.copytree(text_run, copy, dirs_exist_ok=True)
+    with pytest.raises(TuneforgeError, match="1 weights for 2 members"):
+        load(tmp_path / "ensemble", "cpu")

@@ -6,7 +6,7 @@ the capabilities that kind declares), never on the predictor's class or on `reci
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -28,9 +28,6 @@ class RunPredictor(Protocol):
     recipe: Recipe
     labels: list[str] | None
     temperature: float
-
-    @classmethod
-    def from_run(cls, run_dir: str | Path, device: str = "auto", **options: Any) -> RunPredictor: ...
 
     def predict(self, inputs: Any, pairs: Sequence[str] | None = None, batch_size: int = 64
                 ) -> list[dict[str, Any]]: ...
@@ -59,4 +56,9 @@ class LoadRequest:
         return RunLayout(self.root)
 
 
-Loader = Callable[[LoadRequest], RunPredictor]
+class Loader(Protocol):
+    """What rebuilds one kind's predictor from a run directory (the registry's entries): it checks each file it
+    reads (`tuneforge.predict.checks`) before a library reads it. A predictor class need not load itself, so
+    component-level predictors (the ensemble's) never import this package."""
+
+    def __call__(self, request: LoadRequest) -> RunPredictor: ...
