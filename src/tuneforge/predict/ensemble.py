@@ -41,5 +41,5 @@ def check_members(path: Any, spec: EnsembleSpec, members: list[Any]) -> None:
         raise checks.RunDamaged(f"{path} has {len(spec.weights)} weights for {len(members)} members", fix=REBUILD)
     for written, member in zip(spec.members, members, strict=True):
         if sorted(member.labels or []) != sorted(spec.labels or []):
-            raise checks.RunDamaged(f"member run '{written}' has labels {member.labels}, but {path} combines "
-                                    f"{spec.labels}", fix=REBUILD)
+            raise checks.RunDamaged(f"member run '{written}' has the labels {', '.join(member.labels or [])}, but "
+                                    f"{path} combines {', '.join(spec.labels or [])}", fix=REBUILD)
