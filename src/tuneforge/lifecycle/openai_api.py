@@ -39,7 +39,7 @@ ROLES = {"system": "system", "developer": "system", "user": "user", "assistant":
 CLASSIFIER_PATHS = ("/predict", "/explain", "/feedback")
 STATUS_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
                 404: "not_found_error", 413: "invalid_request_error", 422: "invalid_request_error",
-                429: "rate_limit_error", 503: "server_error"}
+                429: "rate_limit_error", 500: "server_error", 503: "server_error"}
 
 
 def prompt_ids(recipe: Any, tokenizer: Any, value: str | list[dict[str, str]], raw: bool = False) -> list[int]:
@@ -452,7 +452,8 @@ class OpenAIRoutes:
             elif kind == "end":
                 ends[index] = value
             else:
-                raise value
+                raise ApiError(500, f"generation failed: {type(value).__name__}: {value}", code="generation_failed",
+                               reason="failed")
         return [(texts[i], *ends[i]) for i in range(count)]  # type: ignore[misc]
 
     def finished(self, endpoint: str, started: float, prompt_tokens: int, completion_tokens: int,
