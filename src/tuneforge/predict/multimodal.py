@@ -135,11 +135,11 @@ def load_multimodal_run(request: LoadRequest) -> MultimodalPredictor:
     and temperature, each checked before it is read."""
     layout = request.layout
     spec = checks.features(layout.root)
+    temperature = checks.calibration(layout) if request.recipe.task == "classification" else 1.0
     checks.multimodal_model(layout.model)
     with checks.loading(layout.model):
         model, processors = load_multimodal(layout.model)
     checks.tokenizer_fits(processors["text"], model.text_encoder.config, layout.model / "text")
-    temperature = checks.calibration(layout) if request.recipe.task == "classification" else 1.0
     predictor = MultimodalPredictor(model, processors, spec, request.recipe, pick_device(request.device),
                                     temperature)
     predictor.run_dir, predictor.trust = layout.root, request.trust

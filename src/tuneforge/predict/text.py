@@ -181,9 +181,10 @@ def load_model(request: LoadRequest, labelled: bool) -> tuple[Any, Any]:
     """The run's model and its own tokenizer (model/, or base + adapter), each file checked before it is read."""
     layout = request.layout
     checks.trained_model(layout, labelled)
-    with checks.loading(layout.model if layout.has_model() else layout.adapter):
+    folder = layout.model if layout.has_model() else layout.adapter
+    with checks.loading(folder):
         model, tokenizer = load_run_model(layout.root, request.trust)
-    checks.tokenizer_fits(tokenizer, model.config, layout.model if layout.has_model() else layout.adapter)
+    checks.tokenizer_fits(tokenizer, model.config, folder)
     return model, tokenizer
 
 
@@ -193,13 +194,13 @@ def load_text(request: LoadRequest) -> Predictor:
     (classification) or thresholds (multilabel) it was tuned with, and its domain rules."""
     recipe, layout = request.recipe, request.layout
     rules = read_rules(layout.root, request.trust)  # names code? refused here, before any model is read
+    temperature = checks.calibration(layout) if recipe.task == "classification" else 1.0
     if request.backend == "onnx":
         model, tokenizer = load_onnx(request)
         device = "cpu"
     else:
         model, tokenizer = load_model(request, labelled=recipe.task != "regression")
         device = request.device
-    temperature = checks.calibration(layout) if recipe.task == "classification" else 1.0
     thresholds = checks.thresholds(layout, label_names(model)) if recipe.task == "multilabel" else None
     predictor = Predictor(model, tokenizer, recipe, pick_device(device), temperature=temperature,
                           thresholds=thresholds)
