@@ -30,7 +30,7 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
 
 
 def fine_tune(recipe: Recipe | dict[str, Any] | str | Path, *, overrides: list[str] | None = None,
-              resume: bool = False, callbacks: list[Any] | None = None,
+              resume: bool = False, force: bool = False, callbacks: list[Any] | None = None,
               on_warnings: Callable[[list[Problem]], None] | None = None) -> Run:
     """Fine-tune from a `Recipe`, a dict shaped like the YAML, or a path to a recipe file.
 
@@ -49,7 +49,8 @@ def fine_tune(recipe: Recipe | dict[str, Any] | str | Path, *, overrides: list[s
         resolved = recipe_from_dict(recipe.model_dump(), overrides) if overrides else recipe
     else:
         raise TypeError("recipe must be a Recipe, a dict or a path to a YAML file")
-    return _fine_tune(resolved, resume=resume, callbacks=callbacks or [], on_warnings=on_warnings or _warn)
+    return _fine_tune(resolved, resume=resume, force=force, callbacks=callbacks or [],
+                      on_warnings=on_warnings or _warn)
 
 
 def _warn(problems: list[Problem]) -> None:

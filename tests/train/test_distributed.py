@@ -107,3 +107,19 @@ def test_two_process_run_resumes_from_its_checkpoint(tiny_model, classification_
     assert metrics["training"]["global_steps"] == 12 and metrics["training"]["processes"] == 2
     steps = [json.loads(line)["step"] for line in (tmp_path / "ddp" / "logs.jsonl").read_text().splitlines()]
     assert min(steps) <= 2 and max(steps) == 12  # one history across the resume
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["multilabel", "token-classification", "generative"])
+def test_every_kind_that_declares_nproc_trains_in_two_processes(kind, tiny_model, tiny_gpt2, tmp_path):
+    from tests.train.test_skeleton import recipe_for
+    from tuneforge.kinds import KINDS
+
+    assert KINDS[kind].nproc
+    recipe = recipe_for(kind, tmp_path / "data", {"bert": tiny_model, "gpt2": tiny_gpt2}, tmp_path / "ddp")
+    recipe_file = tmp_path / "recipe.yaml"
+    recipe_file.write_text(yaml.safe_dump(recipe))
+    assert main(["train", str(recipe_file), "--nproc", "2"]) == 0
+    metrics = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
+    assert metrics["training"]["processes"] == 2 and "validation" in metrics
+    assert (tmp_path / "ddp" / "report.html").is_file()

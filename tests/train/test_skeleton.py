@@ -146,7 +146,47 @@ def test_a_signal_stops_at_a_step_and_resume_reaches_the_same_weights(kind: str,
 def test_nproc_is_trained_or_refused_before_start(kind: str, models: dict[str, Path], tmp_path: Path) -> None:
     recipe = recipe_from_dict(recipe_for(kind, tmp_path / "data", models, tmp_path / "run"))
     if KINDS[kind].nproc:
-        pytest.skip("trained under torchrun by tests/train/test_distributed.py (slow)")
+        pytest.skip("trained in two processes by tests/train/test_distributed.py (marked slow: torchrun)")
     with pytest.raises(TuneforgeError, match="train in one process"):
         launch(recipe, 2, tmp_path / "run")
     assert not (tmp_path / "run").exists()  # refused before anything started
+
+
+def test_a_second_writer_is_refused_with_the_holders_pid(models: dict[str, Path], tmp_path: Path) -> None:
+    from tuneforge.train.rundir import RunDirectoryBusy, run_lock
+
+    recipe = recipe_for("text", tmp_path / "data", models, tmp_path / "run")
+    with run_lock(tmp_path / "run"), pytest.raises(RunDirectoryBusy, match=f"PID {os.getpid()}"):
+        tuneforge.fine_tune(recipe)
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_finished_runs_resume_only_when_forced_and_keep_what_the_user_wrote(models: dict[str, Path],
+                                                                            tmp_path: Path) -> None:
+    recipe = recipe_for("text", tmp_path / "data", models, tmp_path / "run")
+    recipe["train"] = {**recipe["train"], "keep_checkpoints": True}
+    recipe["fairness"] = {"sensitive_columns": []}
+    first = tuneforge.fine_tune(recipe)
+    with pytest.raises(TuneforgeError, match="finished run") as refused:
+        tuneforge.fine_tune(recipe, resume=True)
+    assert "--force" in refused.value.fix
+    mine = first.directory / "fairness.json"
+    mine.write_text('{"written": "by the user"}')
+    recipe["train"]["epochs"] = 3
+    again = tuneforge.fine_tune(recipe, resume=True, force=True)
+    assert again.metrics["training"]["epochs_completed"] == pytest.approx(3)
+    assert json.loads(mine.read_text()) == {"written": "by the user"}
+
+
+def test_resume_into_a_copied_run_writes_the_copy(models: dict[str, Path], tmp_path: Path) -> None:
+    import shutil
+
+    from tuneforge.cli.main import main
+
+    recipe = recipe_for("text", tmp_path / "data", models, tmp_path / "run")
+    with pytest.raises(TrainingInterrupted):
+        tuneforge.fine_tune(recipe, callbacks=[SendSignalAt(3, signal.SIGINT)])
+    copy = tmp_path / "copy"
+    shutil.copytree(tmp_path / "run", copy)
+    assert main(["train", "--resume", "--output", str(copy)]) == 0
+    assert (copy / "metrics.json").is_file() and not (tmp_path / "run" / "metrics.json").exists()

@@ -70,7 +70,10 @@ class AugmentMethodSpec(Section):
     @model_validator(mode="after")
     def _options_fit_method(self) -> AugmentMethodSpec:
         own = set(AUGMENT_OPTIONS[self.method])
-        for name in sorted(self.model_fields_set - own - {"method", "ratio"}):
+        # A saved recipe lists every field at its default, so only a changed foreign option is a mistake.
+        foreign = self.model_fields_set - own - {"method", "ratio"}
+        for name in sorted(n for n in foreign
+                           if getattr(self, n) != type(self).model_fields[n].get_default(call_default_factory=True)):
             owners = [m for m, options in AUGMENT_OPTIONS.items() if name in options]
             raise ValueError(f"{name} is an option of {' and '.join(owners)}, not of {self.method}; remove it "
                              "from this method")

@@ -141,10 +141,12 @@ class TextPipeline(RunPipeline):
         steps: list[Step] = []
         if test is None or not len(test):
             return steps
-        if wants_fairness_audit(recipe):
+        # A resumed finished run (--force) keeps what the user wrote there since: `tuneforge fairness`, `explain`.
+        if wants_fairness_audit(recipe) and not layout.fairness.exists():
             steps.append(("fairness audit", f"tuneforge fairness {layout.root} --data TEST_FILE",
                           lambda: audit_test_split(layout, recipe, test, predictor())))
-        if recipe.evaluation.explain_examples > 0 and recipe.task in ("classification", "regression"):
+        if recipe.evaluation.explain_examples > 0 and recipe.task in ("classification", "regression") and \
+                not layout.explanations.exists():
             steps.append(("example explanations", f"tuneforge explain {layout.root} --data TEST_FILE",
                           lambda: explain_test_examples(layout, recipe, test, predictor())))
         return steps
