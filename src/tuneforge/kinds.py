@@ -8,14 +8,10 @@ here plus one pipeline module; nothing else compares task names.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 from tuneforge.errors import TuneforgeError
-
-KIND_FILE = "run_kind.json"
 
 TEXT = "text"
 MULTILABEL = "multilabel"
@@ -109,34 +105,3 @@ def kind_of(recipe: Any) -> RunKind:
             return kind
     raise TuneforgeError(f"task '{recipe.task}' belongs to no run kind",
                          fix=f"use one of {', '.join(sorted({t for k in KINDS.values() for t in k.tasks}))}")
-
-
-def write_kind(run_dir: str | Path, kind: RunKind) -> None:
-    from tuneforge import artifacts
-
-    artifacts.write_json(Path(run_dir) / KIND_FILE, {"kind": kind.name, "capabilities": kind.to_json()})
-
-
-def read_kind(run_dir: str | Path, recipe: Any = None) -> RunKind:
-    """The kind a run directory was written as; runs from before the file existed are decided from their
-    recipe (or, for an ensemble, its ensemble.json)."""
-    root = Path(run_dir)
-    path = root / KIND_FILE
-    if path.is_file():
-        try:
-            name = json.loads(path.read_text(encoding="utf-8"))["kind"]
-        except (ValueError, KeyError, TypeError) as error:
-            raise TuneforgeError(f"{path} is damaged ({error})",
-                                 fix="restore it from the run, or delete it: the recipe decides the kind then") \
-                from None
-        if name not in KINDS:
-            raise TuneforgeError(f"{path} names run kind '{name}', which this version of tuneforge does not know",
-                                 fix=f"use a tuneforge that knows it; kinds here: {', '.join(KINDS)}")
-        return KINDS[name]
-    if (root / "ensemble.json").is_file():
-        return KINDS[ENSEMBLE]
-    if recipe is None:
-        from tuneforge.run import read_run_recipe
-
-        recipe = read_run_recipe(root)
-    return kind_of(recipe)

@@ -9,10 +9,13 @@ from typing import Any
 
 import yaml
 
+from tuneforge import artifacts
 from tuneforge.errors import TuneforgeError
+from tuneforge.kinds import ENSEMBLE, KINDS, RunKind, kind_of
 from tuneforge.recipe import Recipe, recipe_from_dict
 
 FAIRNESS_FILE = "fairness.json"
+KIND_FILE = "run_kind.json"
 EXPLANATIONS_DIR = "explanations"
 
 
@@ -170,3 +173,32 @@ class Run:
         from tuneforge.predict import Predictor
 
         return Predictor.from_run(self.directory, trust_run_code=True)  # this process trained it from its recipe
+
+
+# --- the run's kind, decided once at training (kinds.py) ------------------------------------------------
+
+def write_kind(run_dir: str | Path, kind: RunKind) -> None:
+    artifacts.write_json(Path(run_dir) / KIND_FILE, {"kind": kind.name, "capabilities": kind.to_json()})
+
+
+def read_kind(run_dir: str | Path, recipe: Any = None) -> RunKind:
+    """The kind a run directory was written as; runs from before the file existed are decided from their
+    recipe (or, for an ensemble, its ensemble.json)."""
+    root = Path(run_dir)
+    path = root / KIND_FILE
+    if path.is_file():
+        try:
+            name = json.loads(path.read_text(encoding="utf-8"))["kind"]
+        except (ValueError, KeyError, TypeError) as error:
+            raise TuneforgeError(f"{path} is damaged ({error})",
+                                 fix="restore it from the run, or delete it: the recipe decides the kind then") \
+                from None
+        if name not in KINDS:
+            raise TuneforgeError(f"{path} names run kind '{name}', which this version of tuneforge does not know",
+                                 fix=f"use a tuneforge that knows it; kinds here: {', '.join(KINDS)}")
+        return KINDS[name]
+    if (root / "ensemble.json").is_file():
+        return KINDS[ENSEMBLE]
+    if recipe is None:
+        recipe = read_run_recipe(root)
+    return kind_of(recipe)

@@ -83,6 +83,6 @@ def test_stored_temperature_reaches_predictions_and_evaluate(tiny_model, classif
     target = tmp_path / "never.json"
     capsys.readouterr()
     assert main(["evaluate", str(run.directory), "--data", str(classification_files["test"]),
-                 "--output", str(target)]) == 1
+                 "--output", str(target), "--trust-run-code"]) == 1
     assert "no_such_package_xyz.checks:score" in capsys.readouterr().err
     assert not target.exists()

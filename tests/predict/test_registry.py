@@ -13,10 +13,11 @@ import torch
 import tuneforge
 from tests.conftest import make_rows, tiny_recipe, write_csv
 from tuneforge.errors import TuneforgeError
-from tuneforge.kinds import ENSEMBLE, GENERATIVE, KIND_FILE, KINDS, MULTIMODAL, MULTITASK, TEXT, kind_of
+from tuneforge.kinds import ENSEMBLE, GENERATIVE, KINDS, MULTIMODAL, MULTITASK, TEXT, kind_of
 from tuneforge.predict import LOADERS, GenerativePredictor, Predictor, RunPredictor, checks, load
 from tuneforge.predict.registry import loads
 from tuneforge.recipe import recipe_from_dict
+from tuneforge.run import KIND_FILE
 from tuneforge.trust import HOME_VARIABLE, RunCodeRefused
 
 QUICK = {"train": {"epochs": 1, "save_checkpoints": False}, "early_stopping": {"enabled": False},

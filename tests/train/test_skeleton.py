@@ -21,8 +21,9 @@ from tests.tiny_generative import echo_rows
 from tests.train.test_multilabel_run import rows as multilabel_rows
 from tests.train.test_token_classification_run import sentences, write_conll
 from tuneforge.errors import TuneforgeError
-from tuneforge.kinds import KIND_FILE, KINDS, kind_of
+from tuneforge.kinds import KINDS, kind_of
 from tuneforge.recipe import recipe_from_dict
+from tuneforge.run import KIND_FILE
 from tuneforge.train.distributed import launch
 from tuneforge.train.trainer import TrainingInterrupted
 

@@ -23,7 +23,6 @@ from tuneforge.data.features import EncodedRows, encode_rows
 from tuneforge.data.multimodal import read_split
 from tuneforge.errors import TuneforgeError
 from tuneforge.evaluate.calibration import scaled_probabilities
-from tuneforge.run import RunLayout
 
 MODALITIES_FILE = "modalities.json"
 
@@ -120,14 +119,6 @@ def explain_held_out(predictor: Any, split: Any, folder: Path) -> Path:
     encoded = encode_rows(split.frame, predictor.spec, predictor.separator, split.source, split.base_dir)
     results = explain_encoded(predictor, encoded)
     return write_modalities(results, folder, f"{split.source} (held-out split)", measure_of(predictor))
-
-
-def explain_split(run_dir: Path, split: Any, device: str = "auto") -> Path:
-    """`explain_held_out` for a run directory, into its explanations/ folder: loads the run's predictor first."""
-    from tuneforge.predict.multimodal import MultimodalPredictor
-
-    predictor = MultimodalPredictor.from_run(run_dir, device)
-    return explain_held_out(predictor, split, RunLayout(Path(run_dir)).explanations)
 
 
 def explain_file(predictor: Any, path: Path | None, limit: int, folder: Path

@@ -16,12 +16,12 @@ from typing import Any
 from tuneforge.data.features import FEATURES_FILE, FeatureSpecFile
 from tuneforge.errors import TuneforgeError
 from tuneforge.evaluate.calibration import check_temperature, read_temperature
-from tuneforge.kinds import ENSEMBLE, KIND_FILE, MULTILABEL, TAGGING, TEXT, RunKind, kind_of, read_kind
+from tuneforge.kinds import ENSEMBLE, MULTILABEL, TAGGING, TEXT, RunKind, kind_of
 from tuneforge.models.multimodal import FUSION_WEIGHTS
 from tuneforge.models.multitask import HEADS_FILE
 from tuneforge.models.onnx import META_FILE, MODEL_FILE, onnx_dir
 from tuneforge.recipe import Recipe
-from tuneforge.run import RunLayout
+from tuneforge.run import KIND_FILE, RunLayout, read_kind
 from tuneforge.tasks.multilabel import DEFAULT_THRESHOLD
 
 RESTORE = "restore the run directory from where it came from (a copy, the registry), or train the run again"

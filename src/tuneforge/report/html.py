@@ -23,7 +23,6 @@ from markupsafe import Markup
 from tuneforge import artifacts
 from tuneforge._version import __version__
 from tuneforge.errors import TuneforgeError
-from tuneforge.kinds import read_kind
 from tuneforge.report.blocks import Callout, Section
 from tuneforge.report.evaluation import (
     build_calibration,
@@ -43,7 +42,7 @@ from tuneforge.report.model_card import (
     to_markdown,
 )
 from tuneforge.report.sections import Header, build_data, build_header, build_metrics, build_training
-from tuneforge.run import RunLayout
+from tuneforge.run import RunLayout, read_kind
 
 TEMPLATE = "report.html.j2"
 

@@ -28,8 +28,8 @@ def wants_fairness_audit(recipe: Recipe) -> bool:
 
 def audit_test_split(layout: RunLayout, recipe: Recipe, test: datasets.Dataset, predictor: Any) -> dict[str, Any]:
     """The fairness audit of the test split, written as fairness.json (the report's fairness table)."""
+    from tuneforge.augment.identity import is_missing_group
     from tuneforge.evaluate.fairness_audit import AuditData, audit
-    from tuneforge.evaluate.identity import is_missing_group
 
     spec = recipe.data
     missing = [column for column in recipe.fairness.sensitive_columns if column not in test.column_names]

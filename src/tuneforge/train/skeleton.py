@@ -25,11 +25,11 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from tuneforge import artifacts
 from tuneforge.errors import Problem, TuneforgeError
 from tuneforge.evaluate.plugins import load_plugins
-from tuneforge.kinds import kind_of, write_kind
+from tuneforge.kinds import kind_of
 from tuneforge.models.peft import MERGEABLE, write_merged_model
 from tuneforge.predict import Predictor
 from tuneforge.recipe import Recipe
-from tuneforge.run import Run, RunLayout
+from tuneforge.run import Run, RunLayout, write_kind
 from tuneforge.runtime import pick_device, resolve_precision
 from tuneforge.train import distributed
 from tuneforge.train.arguments import run_callbacks, training_arguments

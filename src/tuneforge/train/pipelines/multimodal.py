@@ -30,6 +30,7 @@ from tuneforge.data.multimodal import RowsDataset, prepare_multimodal_data, targ
 from tuneforge.errors import TuneforgeError
 from tuneforge.evaluate.calibration import fit_temperature, write_temperature
 from tuneforge.evaluate.scoring import analyse_predictions
+from tuneforge.explain.modality import explain_held_out
 from tuneforge.models.freezing import apply_freezing, count_parameters, set_trainable
 from tuneforge.models.loading import load_tokenizer
 from tuneforge.models.multimodal import MultimodalConfig, MultimodalModel, load_encoder
@@ -135,14 +136,12 @@ class MultimodalPipeline(RunPipeline):
             confusion_plots(state.layout, metrics, state.labels)
 
     def finishing_steps(self, state: RunState, predictor: Callable[[], Any]) -> list[Step]:
-        from tuneforge.explain.modality import explain_split
-
         recipe, layout = state.recipe, state.layout
         split = state.data.test or state.data.validation
         if split is None or recipe.evaluation.explain_examples <= 0:
             return []
         return [("modality contributions", f"tuneforge explain {layout.root} --data FILE",
-                 lambda: explain_split(layout.root, split, recipe.train.device))]
+                 lambda: explain_held_out(predictor(), split, layout.explanations))]
 
 
 def _write_test_predictions(state: RunState, texts: list[Any], logits: np.ndarray, temperature: float) -> None:
