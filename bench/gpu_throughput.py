@@ -61,6 +61,21 @@ GiB = 2**30
 # One side (child process)
 # ------------------------------------------------------------------------------------------------------
 
+def chunked_loss() -> Any:
+    """tuneforge.tasks.chunked_loss loaded from its file: the `tuneforge.tasks` package imports every task and
+    their metric libraries, which a bare GPU image need not have; this module needs torch alone."""
+    import importlib.util
+
+    name = "tuneforge_chunked_loss"
+    if name not in sys.modules:
+        path = Path(__file__).resolve().parents[1] / "src" / "tuneforge" / "tasks" / "chunked_loss.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
 def build_model(size: str, device: str) -> Any:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -166,11 +181,12 @@ def run_side(args: argparse.Namespace) -> dict[str, Any]:
         def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
                          num_items_in_batch: Any = None) -> Any:
             if side["ours"]:
-                from tuneforge.tasks.chunked_loss import lm_loss_without_logits
-
+                lm_loss_without_logits = chunked_loss().lm_loss_without_logits
                 labels = inputs["labels"]
-                total, count = lm_loss_without_logits(model, inputs, labels, shift=True,
-                                                      chunk_tokens=args.chunk_tokens)
+                # accelerate puts bf16 autocast around model.forward only; the body is called directly here.
+                with self.accelerator.autocast():
+                    total, count = lm_loss_without_logits(model, inputs, labels, shift=True,
+                                                          chunk_tokens=args.chunk_tokens)
                 loss = total / (num_items_in_batch if num_items_in_batch is not None else count)
             else:
                 loss = super().compute_loss(model, inputs, return_outputs=False,
@@ -207,7 +223,8 @@ def run_check(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from tuneforge.models.compile import should_compile
-    from tuneforge.tasks.chunked_loss import liger_available, lm_loss_without_logits
+
+    liger_available, lm_loss_without_logits = chunked_loss().liger_available, chunked_loss().lm_loss_without_logits
 
     device = "cuda" if torch.cuda.is_available() and args.device == "cuda" else "cpu"
     model = build_model("tiny", device)

@@ -101,6 +101,24 @@ def test_llama_loss_and_every_gradient_match_the_model_forward(tiny_llama: Path)
     _assert_same(want, _grads(model))
 
 
+def test_autocast_dtype_runs_the_body_and_head_in_bf16(tiny_llama: Path) -> None:
+    """The body is called past the model's forward, so the precision must come in through the call."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32)
+    inputs = _lm_batch(model.config.vocab_size, model.config.pad_token_id)
+    labels = inputs["input_ids"].masked_fill(inputs["attention_mask"] == 0, -100)
+    seen: list[torch.dtype] = []
+    hook = model.model.layers[0].mlp.down_proj.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        reference = model(**inputs, labels=labels).loss
+    total, count = lm_loss_without_logits(model, inputs, labels, shift=True, chunk_tokens=8,
+                                          autocast_dtype=torch.bfloat16)
+    hook.remove()
+    assert seen == [torch.bfloat16, torch.bfloat16]
+    torch.testing.assert_close(total / count, reference.float(), atol=2e-2, rtol=2e-2)
+
+
 def test_t5_loss_and_every_gradient_match_the_model_forward(tiny_t5: Path) -> None:
     from transformers import AutoModelForSeq2SeqLM
 

@@ -256,14 +256,25 @@ def _body_hidden(model: nn.Module, inputs: Mapping[str, Any], labels: torch.Tens
 
 def lm_loss_without_logits(model: nn.Module, inputs: Mapping[str, Any], labels: torch.Tensor, shift: bool,
                            chunk_tokens: int = DEFAULT_CHUNK_TOKENS, *, ignore_index: int = IGNORE_INDEX,
-                           use_liger: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                           use_liger: bool | None = None,
+                           autocast_dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(summed cross-entropy, labelled tokens) of a causal or seq2seq LM, its logits never all in memory.
 
     Runs the model's body (decoder stack, or encoder and decoder), applies what the model's forward does before
     the loss (see `_head_transform`) and the chunked loss on `lm_head`. `shift` is True for decoders (labels
     aligned with `input_ids`) and False for encoder-decoders (labels are the decoder's targets). Divide the
     sum by the labelled tokens of the whole accumulated batch.
+
+    `autocast_dtype` (e.g. torch.bfloat16) runs all of it under autocast. Pass the run's precision, or call this
+    inside `trainer.accelerator.autocast()`: accelerate puts autocast around `model.forward` only, and the body
+    called here bypasses it. Without autocast fp32 weights run in fp32, and on a GPU attention then falls back
+    from flash attention to the kernel that writes out every score (out of memory at long sequences).
     """
+    if autocast_dtype is not None:
+        device_type = next(model.parameters()).device.type
+        with torch.autocast(device_type, dtype=autocast_dtype):
+            return lm_loss_without_logits(model, inputs, labels, shift, chunk_tokens, ignore_index=ignore_index,
+                                          use_liger=use_liger)
     base = _unwrap_peft(model)
     hidden = _body_hidden(base, inputs, labels)
     scale, extra_bias, softcap = _head_transform(base)
