@@ -20,7 +20,8 @@ def files(tmp_path, test_rows: list[dict] | None = None) -> dict:
 
 def test_a_finished_run_has_its_audit_explanations_and_report(tiny_model, tmp_path):
     recipe = tiny_recipe(tiny_model, files(tmp_path), tmp_path / "run", train={"epochs": 1},
-                         fairness={"identity_categories": ["gender"]}, evaluation={"explain_examples": 2})
+                         fairness={"identity_categories": ["gender"]},
+                         evaluation={"explain_examples": 2, "explain_methods": ["all"]})
     run = tuneforge.fine_tune(recipe)
     audit = json.loads((run.directory / "fairness.json").read_text())
     assert audit["examples"] == 12 and set(audit["attributes"]["gender"]["groups"]) == {"female", "male"}

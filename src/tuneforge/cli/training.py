@@ -29,7 +29,7 @@ def _train(recipe: Recipe, resume: bool, force: bool = False) -> Run:
         console.print(f"[bold]model[/bold] {recipe.model.name}  [bold]task[/bold] {recipe.task}  "
                       f"[bold]train[/bold] {recipe.data.train}")
     run = fine_tune(recipe, resume=resume, force=force, callbacks=[RichProgressCallback(metric)],
-                    on_warnings=show_problems)
+                    on_warnings=show_problems, on_progress=_after_training)
     for name, entry in (run.metrics.get("tasks") or {}).items():
         show_metrics(entry, entry["task"], title=f"Results: task {name} ({recipe.model.name})")
     if not recipe.tasks:
@@ -43,6 +43,10 @@ def _train(recipe: Recipe, resume: bool, force: bool = False) -> Run:
     _show_extras(RunLayout(run.directory.resolve()))
     console.print(f"[green]run directory:[/green] {run.directory.resolve()}", soft_wrap=True)
     return run
+
+
+def _after_training(step: str, number: int, total: int) -> None:
+    console.print(f"[dim]after training ({number}/{total}):[/dim] {step}", highlight=False)
 
 
 def _show_extras(layout: RunLayout) -> None:

@@ -54,3 +54,8 @@ class EvaluationSpec(Section):
         "extra metrics/checks; their results appear beside the built-in metrics.",
     )
     explain_examples: int = Field(3, ge=0, description="Test examples explained in the run's report.")
+    explain_methods: list[Literal["ig", "shap", "lime", "attention", "all"]] = Field(
+        default_factory=lambda: ["ig", "attention"],
+        description="How the test examples are explained after training: the fast gradient and attention methods "
+        "by default, so the end of a run stays short; add shap and lime (or all) for the slower model-agnostic "
+        "ones, or run `tuneforge explain RUN --method all` later.")

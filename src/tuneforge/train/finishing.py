@@ -57,14 +57,16 @@ def explain_test_examples(layout: RunLayout, recipe: Recipe, test: datasets.Data
     rows = test.select(range(min(recipe.evaluation.explain_examples, len(test))))
     texts = [str(text) for text in rows[spec.text_column]]
     pairs = [str(pair) for pair in rows[spec.text_pair_column]] if spec.text_pair_column else None
-    settings = ExplainSettings(methods=parse_methods(["all"], recipe.task), seed=recipe.train.seed)
+    settings = ExplainSettings(methods=parse_methods(recipe.evaluation.explain_methods, recipe.task),
+                               seed=recipe.train.seed)
     results = explain_texts(predictor, texts, settings, pairs)
     write_explanations(results, layout.explanations, source="test split",
                        title=f"Explanations for {layout.root.name}")
 
 
 def finish_run(layout: RunLayout, recipe: Recipe, steps: list[tuple[str, str, Callable[[], Any]]],
-               on_warnings: Callable[[list[Problem]], None] | None = None) -> list[Problem]:
+               on_warnings: Callable[[list[Problem]], None] | None = None,
+               on_progress: Callable[[str, int, int], None] | None = None) -> list[Problem]:
     """Run the run kind's after-training steps, then the report; returns (and reports) the ones that failed.
 
     Each step's time goes into metrics.json (`post_training_seconds`), so a slow end of a run is visible.
@@ -73,7 +75,9 @@ def finish_run(layout: RunLayout, recipe: Recipe, steps: list[tuple[str, str, Ca
 
     steps = [*steps, ("report", f"tuneforge report {layout.root}", lambda: build_report(layout.root))]
     failures, seconds = [], {}
-    for name, command, step in steps:
+    for number, (name, command, step) in enumerate(steps, 1):
+        if on_progress is not None:  # (step name, its number, how many): the CLI shows the end of a run
+            on_progress(name, number, len(steps))
         if name == "report":
             _record_times(layout, seconds)  # the report shows them
         started = time.perf_counter()

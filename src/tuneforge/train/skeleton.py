@@ -47,11 +47,13 @@ logger = logging.getLogger(__name__)
 
 def fine_tune(recipe: Recipe, *, resume: bool = False, force: bool = False,
               callbacks: Sequence[TrainerCallback] = (),
-              on_warnings: Callable[[list[Problem]], None] | None = None) -> Run:
+              on_warnings: Callable[[list[Problem]], None] | None = None,
+              on_progress: Callable[[str, int, int], None] | None = None) -> Run:
     """Train, evaluate and write the run directory; returns the finished `Run`.
 
     `on_warnings` receives the data warnings (e.g. texts shared between splits) before training starts, and the
-    after-training steps that failed. `force` resumes a finished run (for example with more epochs).
+    after-training steps that failed; `on_progress(step, number, total)` hears of each after-training step as it
+    starts. `force` resumes a finished run (for example with more epochs).
     """
     kind = kind_of(recipe)
     pipeline = pipeline_for(kind)
@@ -72,7 +74,7 @@ def fine_tune(recipe: Recipe, *, resume: bool = False, force: bool = False,
         set_seed(recipe.train.seed)
         state = RunState(recipe, kind, layout, device, resolve_precision(recipe.train.precision, device),
                          checkpoint)
-        return _run(pipeline, state, callbacks, on_warnings)
+        return _run(pipeline, state, callbacks, on_warnings, on_progress)
 
 
 def _claim(held: ExitStack, recipe: Recipe, resume: bool, force: bool) -> tuple[RunLayout, Path | None]:
@@ -84,7 +86,8 @@ def _claim(held: ExitStack, recipe: Recipe, resume: bool, force: bool) -> tuple[
 
 
 def _run(pipeline: RunPipeline, state: RunState, callbacks: Sequence[TrainerCallback],
-         on_warnings: Callable[[list[Problem]], None] | None) -> Run:
+         on_warnings: Callable[[list[Problem]], None] | None,
+         on_progress: Callable[[str, int, int], None] | None) -> Run:
     recipe, layout = state.recipe, state.layout
     pipeline.prepare(state, on_warnings)
     if distributed.writes_run(layout):
@@ -117,7 +120,8 @@ def _run(pipeline: RunPipeline, state: RunState, callbacks: Sequence[TrainerCall
     state.model = None
     if recipe.peft.method in MERGEABLE:  # every consumer of model/ then works unchanged (see models/peft.py)
         artifacts.write_directory(layout.model, functools.partial(write_merged_model, layout.root))
-    finish_run(layout, recipe, pipeline.finishing_steps(state, _predictor(layout, recipe)), on_warnings)
+    finish_run(layout, recipe, pipeline.finishing_steps(state, _predictor(layout, recipe)), on_warnings,
+               on_progress)
     _drop_checkpoints(recipe, layout)
     return Run.open(layout.root)  # with what the after-training steps added (their times)
 

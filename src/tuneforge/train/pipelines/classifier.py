@@ -31,9 +31,8 @@ from tuneforge.report import plots
 from tuneforge.tasks import get_task
 from tuneforge.tasks.text import tokenize_dataset
 from tuneforge.tasks.token_classification import AlignLabels, decode_words
-from tuneforge.train import distributed
+from tuneforge.train import distributed, finishing
 from tuneforge.train.domain import adapt_to_domain
-from tuneforge.train.finishing import audit_test_split, explain_test_examples, wants_fairness_audit
 from tuneforge.train.losses import build_loss
 from tuneforge.train.pipelines.base import RunPipeline, RunState, Step, Warnings, length_statistics, split_rows
 
@@ -142,13 +141,13 @@ class TextPipeline(RunPipeline):
         if test is None or not len(test):
             return steps
         # A resumed finished run (--force) keeps what the user wrote there since: `tuneforge fairness`, `explain`.
-        if wants_fairness_audit(recipe) and not layout.fairness.exists():
+        if finishing.wants_fairness_audit(recipe) and not layout.fairness.exists():
             steps.append(("fairness audit", f"tuneforge fairness {layout.root} --data TEST_FILE",
-                          lambda: audit_test_split(layout, recipe, test, predictor())))
+                          lambda: finishing.audit_test_split(layout, recipe, test, predictor())))
         if recipe.evaluation.explain_examples > 0 and recipe.task in ("classification", "regression") and \
                 not layout.explanations.exists():
             steps.append(("example explanations", f"tuneforge explain {layout.root} --data TEST_FILE",
-                          lambda: explain_test_examples(layout, recipe, test, predictor())))
+                          lambda: finishing.explain_test_examples(layout, recipe, test, predictor())))
         return steps
 
 
