@@ -700,7 +700,7 @@ def create_app(source: str | Path | ModelSource, settings: ServeSettings | None 
                         fix=f"{fix}; the full schema is at /openapi.json", detail=detail)
 
     if service.pending[2].task in GENERATIVE_TASKS:  # OpenAI's chat and text completions answer instead of /predict
-        from tuneforge.lifecycle.openai_api import add_openai_routes  # it builds on this module's Service
+        from tuneforge.lifecycle.openai_api import add_openai_routes  # torch, through the generative predictor
 
         add_openai_routes(app, service, settings)
 
