@@ -52,3 +52,9 @@ def test_no_block_of_six_lines_is_repeated(name: str) -> None:
     repeated = [places for places in seen.values() if len(places) > 1]
     assert not repeated, "fold these repeated blocks into one helper: " + "; ".join(
         " ~ ".join(places) for places in repeated[:5])
+
+
+def test_test_modules_have_unique_names() -> None:
+    """pytest imports test files by basename (no packages here): two with one name break collection of all."""
+    names = [path.name for path in (PACKAGE.parents[1] / "tests").rglob("test_*.py")]
+    assert len(names) == len(set(names)), sorted({name for name in names if names.count(name) > 1})

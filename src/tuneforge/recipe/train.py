@@ -90,6 +90,20 @@ class TrainSpec(Section):
         "second moments, least memory), adamw_8bit / paged_adamw_8bit (8-bit states through bitsandbytes; paging "
         "needs CUDA and falls back to plain 8-bit on the CPU).",
     )
+    compile: Literal["auto", "on", "off"] = Field(
+        "auto", description="torch.compile each transformer block (regional, so compiling stays short): auto is on "
+        "with a CUDA GPU and off on the CPU, where it does not pay.")
+    memory: Literal["standard", "lean"] = Field(
+        "standard", description="lean: fit the run into the memory free now with the cheapest savers that suffice "
+        "(chunked loss for causal-lm/seq2seq, activation checkpointing, 8-bit or paged optimiser states); "
+        "metrics.json says what was chosen and why.")
+    chunked_loss: Literal["auto", "on", "off"] = Field(
+        "auto", description="causal-lm, seq2seq: compute the loss in chunks of tokens so the logits of a whole "
+        "batch never exist at once (exact gradients); auto: on for vocabularies of 32k tokens or more, or when "
+        "memory: lean asks for it.")
+    kernels: Literal["auto", "off"] = Field(
+        "auto", description="auto: Liger's fused kernels (RMSNorm, RoPE, SwiGLU) for the decoders Liger supports, on "
+        "a CUDA GPU with liger-kernel installed (pip install 'tuneforge[gpu]'); elsewhere nothing changes.")
 
     @field_validator("batch_size", mode="before")
     @classmethod

@@ -82,16 +82,22 @@ def _method(recipe: Recipe) -> str:
     return "full"
 
 
+def model_shape_of(model: Any, recipe: Recipe) -> Any:
+    """The estimate's ModelShape of a loaded model, rebuilt on the meta device from its config (no memory)."""
+    from tuneforge.models.shapes import build_meta_model, shape_of
+
+    task = ESTIMATE_TASKS.get(recipe.task, recipe.task)
+    labels = int(getattr(model.config, "num_labels", 2) or 2)
+    return shape_of(build_meta_model(model.config.to_dict(), task, labels), recipe.model.name, task)
+
+
 def estimated_batch_size(model: Any, recipe: Recipe, device: str, budget: int, cap: int,
                          precision: str = "fp32") -> BatchChoice:
     """The largest power of two up to `cap` whose estimated training peak fits `budget` bytes."""
     from tuneforge.models.estimate import TrainingSetup, memory_breakdown
-    from tuneforge.models.shapes import build_meta_model, shape_of
 
     task = ESTIMATE_TASKS.get(recipe.task, recipe.task)
-    config = model.config.to_dict()
-    labels = int(getattr(model.config, "num_labels", 2) or 2)
-    shape = shape_of(build_meta_model(config, task, labels), recipe.model.name, task)
+    shape = model_shape_of(model, recipe)
     best, peak = 0, 0
     batch = 1
     while batch <= cap:

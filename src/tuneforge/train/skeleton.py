@@ -19,6 +19,8 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+import psutil
+import torch
 from transformers import Trainer, TrainerCallback, set_seed
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
@@ -26,6 +28,8 @@ from tuneforge import artifacts
 from tuneforge.errors import Problem, TuneforgeError
 from tuneforge.evaluate.plugins import load_plugins
 from tuneforge.kinds import kind_of
+from tuneforge.models.compile import compile_blocks, should_compile
+from tuneforge.models.lean import plan_lean
 from tuneforge.models.peft import MERGEABLE, write_merged_model
 from tuneforge.predict import Predictor
 from tuneforge.recipe import Recipe
@@ -34,10 +38,11 @@ from tuneforge.runtime import pick_device, resolve_precision
 from tuneforge.train import distributed
 from tuneforge.train.arguments import run_callbacks, training_arguments
 from tuneforge.train.finishing import finish_run
+from tuneforge.train.optimizers import trainer_optimizer
 from tuneforge.train.pipelines import pipeline_for
 from tuneforge.train.pipelines.base import RunPipeline, RunState
 from tuneforge.train.rundir import default_run_dir, prepare_run_dir, run_lock
-from tuneforge.train.sizing import BatchChoice, choose_batch_size
+from tuneforge.train.sizing import RAM_SHARE, BatchChoice, choose_batch_size, model_shape_of
 from tuneforge.train.trainer import TrainingInterrupted, train_to_end
 
 __all__ = ["TrainingInterrupted", "default_run_dir", "fine_tune"]
@@ -98,6 +103,10 @@ def _run(pipeline: RunPipeline, state: RunState, callbacks: Sequence[TrainerCall
     metric, greater_is_better = pipeline.target_metric(state)
     args = training_arguments(recipe, layout, state.device, state.has_eval, metric, greater_is_better, batch.size)
     pipeline.adjust_arguments(args, state)
+    if recipe.train.memory == "lean":
+        apply_memory_plan(state, pipeline, args, batch.size)
+    if should_compile(recipe.train.compile, state.device):
+        state.extras["compiled_blocks"] = len(compile_blocks(state.model))
     trainer = pipeline.build_trainer(state, args, run_callbacks(recipe, layout, state.has_eval, state.model,
                                                                 state.kind.gradual_unfreeze, callbacks))
     for noisy in (ProgressCallback, PrinterCallback):  # core functions never print; the CLI shows progress
@@ -126,6 +135,27 @@ def _run(pipeline: RunPipeline, state: RunState, callbacks: Sequence[TrainerCall
     return Run.open(layout.root)  # with what the after-training steps added (their times)
 
 
+def apply_memory_plan(state: RunState, pipeline: RunPipeline, args: Any, batch: int) -> None:
+    """train.memory: lean — the cheapest savers that fit the memory free now (models/lean.py), applied to the
+    Trainer's arguments (checkpointing, 8-bit or paged states) and, through state.extras, to the loss."""
+    model = pipeline.sizing_model(state)
+    if state.device.type == "cuda":
+        budget = int(torch.cuda.mem_get_info(state.device)[0] * RAM_SHARE)
+    else:
+        budget = int(psutil.virtual_memory().available * RAM_SHARE)
+    vocabulary = int(getattr(model.config, "vocab_size", 0) or 0)
+    method = "lora" if state.recipe.peft.enabled else "full"
+    plan = plan_lean(model_shape_of(model, state.recipe), batch, state.recipe.train.max_length, vocabulary, budget,
+                     state.device, method=method, precision=state.precision)
+    state.extras["memory_plan"] = plan
+    if plan.gradient_checkpointing:
+        args.gradient_checkpointing = True
+        args.gradient_checkpointing_kwargs = {"use_reentrant": False}
+    if plan.optimizer != state.recipe.train.optimizer and plan.optimizer in ("adamw_8bit", "paged_adamw_8bit"):
+        args.optim = trainer_optimizer(plan.optimizer, state.device)
+    logger.info("memory plan: %s", plan.summary())
+
+
 def training_block(trainer: Trainer, state: RunState, pipeline: RunPipeline, batch: BatchChoice, result: Any,
                    started: float) -> dict[str, Any]:
     """metrics.json's `training` section: the same keys for every kind, then the kind's own."""
@@ -148,6 +178,8 @@ def training_block(trainer: Trainer, state: RunState, pipeline: RunPipeline, bat
         "precision": state.precision,
         "train_examples": len(state.splits["train"]),
         "class_weights": state.class_weights.to_json() if state.class_weights else None,
+        "compiled_blocks": state.extras.get("compiled_blocks", 0),
+        "memory_plan": state.extras["memory_plan"].to_json() if "memory_plan" in state.extras else None,
         **pipeline.training_metrics(trainer, state),
     }
 

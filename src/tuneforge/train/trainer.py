@@ -8,7 +8,7 @@ of exactly that step is saved (weights, optimiser, scheduler, RNG states, data p
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -36,8 +36,11 @@ class TuneforgeTrainer(Trainer):
     """
 
     def __init__(self, *args: Any, optimise_all_parameters: bool = False, count_tokens: bool = False,
-                 shift_labels: bool = False, **kwargs: Any) -> None:
+                 shift_labels: bool = False, loss_from_model: Callable[..., Any] | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # (model, inputs, labels) -> (summed loss, labelled tokens) without the full logits (tasks/chunked_loss.py)
+        self.loss_from_model = loss_from_model
         self.optimise_all_parameters = optimise_all_parameters
         # Tagging and generation: the loss is a mean over labelled tokens, the stock count; decoders' logits at
         # position t predict token t + 1, so their count is shifted by one (read by the stock token count).
@@ -50,6 +53,10 @@ class TuneforgeTrainer(Trainer):
         # (fairness reweighting) have to reach the loss too, so the call is made here.
         labels = inputs.pop("labels")
         weights = inputs.pop(WEIGHT_FIELD, None)
+        if self.loss_from_model is not None:
+            total, count = self.loss_from_model(model, inputs, labels)
+            loss = total / (num_items_in_batch if num_items_in_batch is not None else count.clamp(min=1))
+            return (loss, {"loss": loss}) if return_outputs else loss
         outputs = model(**inputs)
         loss = self.compute_loss_func(outputs, labels, num_items_in_batch=num_items_in_batch, weights=weights)
         if self.args.average_tokens_across_devices and num_items_in_batch is not None:

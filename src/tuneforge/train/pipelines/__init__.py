@@ -6,12 +6,13 @@ A new kind is one module beside these and one line in PIPELINES.
 from __future__ import annotations
 
 from tuneforge.errors import TuneforgeError
-from tuneforge.kinds import GENERATIVE, MULTILABEL, MULTIMODAL, MULTITASK, TAGGING, TEXT, RunKind
+from tuneforge.kinds import GENERATIVE, MULTILABEL, MULTIMODAL, MULTITASK, PREFERENCE, REWARD, TAGGING, TEXT, RunKind
 from tuneforge.train.pipelines.base import RunPipeline
 from tuneforge.train.pipelines.classifier import TaggingPipeline, TextPipeline
 from tuneforge.train.pipelines.generative import GenerativePipeline
 from tuneforge.train.pipelines.multimodal import MultimodalPipeline
 from tuneforge.train.pipelines.multitask import MultitaskPipeline
+from tuneforge.train.pipelines.preference import PreferencePipeline
 
 PIPELINES: dict[str, type[RunPipeline]] = {
     TEXT: TextPipeline,
@@ -20,6 +21,8 @@ PIPELINES: dict[str, type[RunPipeline]] = {
     GENERATIVE: GenerativePipeline,
     MULTIMODAL: MultimodalPipeline,
     MULTITASK: MultitaskPipeline,
+    PREFERENCE: PreferencePipeline,
+    REWARD: PreferencePipeline,
 }
 
 

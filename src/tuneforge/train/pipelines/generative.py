@@ -9,6 +9,7 @@ generated text scored with BLEU, chrF and ROUGE, or accuracy for classification 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +23,7 @@ from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
 from tuneforge import artifacts
 from tuneforge.data.generative_data import GenerativeData, prepare_generative_data
 from tuneforge.models.freezing import apply_freezing, count_parameters
+from tuneforge.models.liger import apply_liger
 from tuneforge.models.loading import check_generative_model, load_generative_model, load_tokenizer
 from tuneforge.models.peft import apply_peft, quantized_loading
 from tuneforge.models.resolve import resolve_model
@@ -29,10 +31,33 @@ from tuneforge.predict.generative import evaluate_split
 from tuneforge.recipe import Recipe
 from tuneforge.run import RunLayout
 from tuneforge.tasks import causal_lm, seq2seq
+from tuneforge.tasks.chunked_loss import lm_loss_without_logits
 from tuneforge.tasks.generation import SAMPLE_COUNT, apply_to_generation_config
+from tuneforge.train import distributed
 from tuneforge.train.pipelines.base import RunPipeline, RunState, Warnings
 
 IGNORE = -100
+
+
+CHUNKED_VOCABULARY = 32_000  # from this vocabulary size the logits of a batch dominate a decoder's memory
+
+
+def uses_chunked_loss(state: RunState) -> bool:
+    """train.chunked_loss, with `auto` on for large vocabularies or when the lean memory plan asks for it.
+
+    Not under several processes (the loss calls the model's body, which DDP's forward would have to wrap) and not
+    with prompt-based PEFT (its virtual tokens come in through the forward pass it bypasses).
+    """
+    recipe = state.recipe
+    setting = recipe.train.chunked_loss
+    if setting == "off" or recipe.peft.method in ("prompt_tuning", "prefix_tuning") or \
+            distributed.process_state(state.device) is not None:
+        return False
+    if setting == "on":
+        return True
+    plan = state.extras.get("memory_plan")
+    vocabulary = int(getattr(state.model.config, "vocab_size", 0) or 0)
+    return vocabulary >= CHUNKED_VOCABULARY or bool(plan is not None and plan.chunked_loss)
 
 
 class GenerativePipeline(RunPipeline):
@@ -60,6 +85,8 @@ class GenerativePipeline(RunPipeline):
             model = apply_peft(model, tokenizer, recipe.peft, recipe.train.gradient_checkpointing, task=recipe.task)
         else:
             apply_freezing(model, recipe.freeze)
+        if recipe.train.kernels == "auto":  # before PEFT wraps the modules Liger patches
+            state.extras["kernels"] = apply_liger(model, fused_linear_cross_entropy=False)
         state.model, state.tokenizer = model, tokenizer
         state.parameters = count_parameters(model)
         state.splits, truncated = without_truncation_flags(tokenize_splits(recipe, tokenizer, state.data))
@@ -75,7 +102,13 @@ class GenerativePipeline(RunPipeline):
         return None  # evaluation during training is the loss; logits over a vocabulary are huge
 
     def trainer_options(self, state: RunState) -> dict[str, Any]:
-        return {"count_tokens": True, "shift_labels": state.recipe.task == "causal-lm"}
+        shift = state.recipe.task == "causal-lm"
+        options: dict[str, Any] = {"count_tokens": True, "shift_labels": shift}
+        if uses_chunked_loss(state):
+            dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(state.precision)
+            options["loss_from_model"] = functools.partial(lm_loss_without_logits, shift=shift, autocast_dtype=dtype)
+            state.extras["chunked_loss"] = True
+        return options
 
     def adjust_arguments(self, args: TrainingArguments, state: RunState) -> None:
         args.prediction_loss_only = True
@@ -98,7 +131,8 @@ class GenerativePipeline(RunPipeline):
 
     def training_metrics(self, trainer: Trainer, state: RunState) -> dict[str, Any]:
         return {"train_tokens": int(sum(len(ids) for ids in state.splits["train"]["input_ids"])),
-                "packing": state.recipe.lm.packing}
+                "packing": state.recipe.lm.packing, "chunked_loss": state.extras.get("chunked_loss", False),
+                "kernels": state.extras.get("kernels", [])}
 
     def evaluate(self, trainer: Trainer, state: RunState, metrics: dict[str, Any]) -> None:
         trained = trainer.accelerator.unwrap_model(trainer.model)
