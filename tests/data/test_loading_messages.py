@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -38,7 +40,7 @@ def test_a_jsonl_line_that_is_not_an_object_says_so(tmp_path: Path) -> None:
     path = tmp_path / "train.jsonl"
     path.write_text("\n".join(rows(2) + ["[1, 2]"]) + "\n", encoding="utf-8")
     problem = problem_of(path, tmp_path)
-    assert problem.where == f"{path}: line 3" and "JSON list, not an object" in problem.message
+    assert problem.where == f"{path}: line 3" and "holds a JSON list, not a JSON object" in problem.message
 
 
 def test_a_broken_json_document_gives_its_line_and_column(tmp_path: Path) -> None:
@@ -67,3 +69,26 @@ def test_jsonl_rows_are_named_by_their_file_line_even_after_blank_lines(tmp_path
     assert row_label(path, 2) == "line 5"
     [problem] = check_texts(str(path), "text", table["text"])
     assert "line 5" in problem.message
+
+
+@pytest.mark.parametrize(("content", "says"), [("null\n", "line 1: holds null"), ("null\nnull\n", "line 1: holds null"),
+                                              ("42\n", "line 1: holds a number"), ("\n  \n", "only blank lines")])
+def test_a_jsonl_file_without_objects_is_refused_before_the_reader_crashes(tmp_path: Path, content: str,
+                                                                           says: str) -> None:
+    # pyarrow's JSON reader dies with a segmentation fault on all-null lines, so this runs in its own process.
+    path = tmp_path / "train.jsonl"
+    path.write_text(content, encoding="utf-8")
+    script = ("import sys; from tuneforge.data.loading import read_table; from tuneforge.errors import DataError\n"
+              f"try: read_table({str(path)!r}, cache_dir={str(tmp_path / 'cache')!r})\n"
+              "except DataError as error: print(error.problems[0])")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert says in done.stdout
+
+
+@pytest.mark.parametrize("label", ['{"": null, "\\u0000": null}', '{"\\u0000": {}}'])
+def test_objects_whose_keys_cannot_be_read_are_refused_at_loading(tmp_path: Path, label: str) -> None:
+    path = tmp_path / "train.jsonl"
+    path.write_text(f'{{"text": "fine", "label": {label}}}\n', encoding="utf-8")
+    problem = problem_of(path, tmp_path)
+    assert problem.where == f"{path}: column 'label'" and "keys that repeat or contain a NUL" in problem.message

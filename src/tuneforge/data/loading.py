@@ -10,6 +10,7 @@ import json
 import re
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import datasets
 
@@ -101,9 +102,30 @@ def _json_problem(path: Path) -> Problem | None:
                            message=f"is not valid JSON ({error.msg})", fix=JSON_FIX)
         if not isinstance(value, dict):
             return Problem(where=f"{path}: line {number}",
-                           message=f"holds a JSON {type(value).__name__.replace('str', 'string')}, not an object "
-                                   "with the columns as keys", fix=JSON_FIX)
+                           message=f"holds {_json_kind(value)}, not a JSON object with the columns as keys",
+                           fix=JSON_FIX)
     return None
+
+
+def _check_json_start(path: Path) -> None:
+    """Refuse a JSON file that does not open with an object or an array before pyarrow reads it: its JSON
+    reader crashes the whole process (a segmentation fault, no exception) on lines that are all `null`."""
+    with path.open("rb") as handle:
+        for raw in handle:
+            line = raw.strip()
+            if line:
+                if line[:1] in (b"{", b"["):
+                    return
+                break
+        else:
+            raise DataError([Problem(where=str(path), message="the file holds only blank lines",
+                                     fix="point the recipe at a file with rows")])
+    try:
+        found = _encoding_problem(path) or _json_problem(path)
+    except (OSError, UnicodeDecodeError):
+        found = None
+    raise DataError([found or Problem(where=f"{path}: line 1", message="does not start with a JSON object",
+                                      fix=JSON_FIX)])
 
 
 def _is_object(line: str) -> bool:
@@ -111,6 +133,16 @@ def _is_object(line: str) -> bool:
         return isinstance(json.loads(line), dict)
     except json.JSONDecodeError:
         return False
+
+
+def _json_kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return "a string" if isinstance(value, str) else "a JSON list"
 
 
 def _unreadable(path: Path, builder: str, error: Exception) -> Problem:
@@ -148,6 +180,8 @@ def read_table(path: str | Path, split_hint: str = "train", cache_dir: str | Non
     if path.stat().st_size == 0:
         raise DataError([Problem(where=str(path), message="the file is empty",
                                  fix="point the recipe at a file with rows")])
+    if builder == "json":
+        _check_json_start(path)
     try:
         loaded = datasets.load_dataset(
             builder, data_files={"data": str(path)}, split="data", cache_dir=cache_dir, **options
@@ -160,7 +194,35 @@ def read_table(path: str | Path, split_hint: str = "train", cache_dir: str | Non
     if len(loaded) == 0:
         raise DataError([Problem(where=str(path), message="the file has a header but no rows",
                                  fix="add data rows")])
+    for column in loaded.column_names:
+        if _duplicate_keys(loaded.data.schema.field(column).type) or _nul_keys(loaded.features[column]):
+            raise DataError([Problem(where=f"{path}: column '{column}'",
+                                     message="holds JSON objects with keys that repeat or contain a NUL "
+                                             "character, which no reader can turn into rows",
+                                     fix="give each object distinct keys, or keep this column out of the file")])
     return loaded
+
+
+def _nul_keys(feature: Any) -> bool:
+    """Whether a nested key holds a NUL character: Arrow cuts the name there, and reading the column fails."""
+    if isinstance(feature, dict):
+        return any("\x00" in str(key) or _nul_keys(value) for key, value in feature.items())
+    if isinstance(feature, (list, tuple)):
+        return any(_nul_keys(item) for item in feature)
+    inner = getattr(feature, "feature", None)
+    return inner is not None and _nul_keys(inner)
+
+
+def _duplicate_keys(kind: Any) -> bool:
+    """Whether an Arrow type nests a struct with two fields of one name: reading such a column raises."""
+    import pyarrow as pa
+
+    if pa.types.is_struct(kind):
+        names = [kind.field(index).name for index in range(kind.num_fields)]
+        return len(set(names)) < len(names) or any(_duplicate_keys(kind.field(i).type) for i in range(len(names)))
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind):
+        return _duplicate_keys(kind.value_type)
+    return False
 
 
 def _has_header_only(path: Path) -> bool:
