@@ -20,6 +20,8 @@ GENERATIVE = "generative"
 MULTIMODAL = "multimodal"
 MULTITASK = "multitask"
 ENSEMBLE = "ensemble"
+PREFERENCE = "preference"
+REWARD = "reward"
 
 ALL_PEFT = ("lora", "qlora", "ia3", "prompt_tuning", "prefix_tuning")
 WEIGHT_PEFT = ("lora", "qlora", "ia3")  # methods that change weights, not the input (no virtual tokens)
@@ -88,6 +90,14 @@ KINDS: dict[str, RunKind] = {kind.name: kind for kind in (
     RunKind(MULTITASK, ("multitask",), "several tasks over one shared encoder, one head each",
             gradual_unfreeze=False, freeze=False, clean=True, oversample=True, calibration=True, plugins=True,
             report_sections=("data", "training", "metrics", "figures"), serve_routes=("predict",)),
+    # Trained by TRL's trainers (train/pipelines/preference.py): one process, a batch size given as a number (a
+    # pair is two sequences plus the reference model's pass, which the estimate does not size), LoRA-style PEFT.
+    RunKind(PREFERENCE, ("preference",), "a decoder tuned on chosen and rejected responses (DPO, ORPO, KTO, SimPO)",
+            peft_methods=WEIGHT_PEFT, gradual_unfreeze=False, batch_size_auto=False,
+            report_sections=("data", "training", "metrics", "figures")),
+    RunKind(REWARD, ("reward",), "a reward model: one score per response, higher for the preferred one",
+            peft_methods=WEIGHT_PEFT, gradual_unfreeze=False, batch_size_auto=False,
+            report_sections=("data", "training", "metrics", "figures")),
     RunKind(ENSEMBLE, ("classification", "regression"), "several finished runs combined",
             freeze=False, gradual_unfreeze=False, batch_size_auto=False,
             report_sections=("metrics", "calibration", "errors", "figures"), serve_routes=("predict", "feedback")),
@@ -100,7 +110,8 @@ def kind_of(recipe: Any) -> RunKind:
         return KINDS[MULTITASK]
     if recipe.features.enabled:
         return KINDS[MULTIMODAL]
-    for kind in (KINDS[GENERATIVE], KINDS[TAGGING], KINDS[MULTILABEL], KINDS[TEXT]):
+    for kind in (KINDS[GENERATIVE], KINDS[PREFERENCE], KINDS[REWARD], KINDS[TAGGING], KINDS[MULTILABEL],
+                 KINDS[TEXT]):
         if recipe.task in kind.tasks:
             return kind
     raise TuneforgeError(f"task '{recipe.task}' belongs to no run kind",

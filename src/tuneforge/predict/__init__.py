@@ -10,7 +10,7 @@ trusted, and hands over to that kind's loader in `registry.LOADERS`, which check
 `load`).
 """
 
-from tuneforge.predict import ensemble, generative, multimodal, multitask, text  # noqa: F401 (each registers)
+from tuneforge.predict import ensemble, generative, multimodal, multitask, preference, text  # noqa: F401 (each registers)
 from tuneforge.predict.checks import RunDamaged
 from tuneforge.predict.generative import GenerativePredictor
 from tuneforge.predict.multimodal import MultimodalPredictor

@@ -22,6 +22,7 @@ from tuneforge.recipe.multitask import MultitaskSpec, TaskSpec
 from tuneforge.recipe.output import OutputSpec, RefreshSpec
 from tuneforge.recipe.overrides import apply_overrides, parse_override
 from tuneforge.recipe.peft import PeftMethod, PeftSpec
+from tuneforge.recipe.preference import PREFERENCE_TASKS, PreferenceSpec
 from tuneforge.recipe.schema import Recipe
 from tuneforge.recipe.search import SearchParam, SearchParamType, SearchSpec
 from tuneforge.recipe.section import Section
@@ -47,4 +48,5 @@ __all__ = [
     "PeftSpec", "PretrainSpec", "Recipe", "RefreshSpec", "SearchParam", "SearchParamType", "SearchSpec", "Section",
     "TaskName", "TaskSpec", "TrainSpec", "apply_overrides", "commented_template", "load_recipe", "normalise_task",
     "parse_override", "recipe_from_dict", "resolve_task",
+    "PREFERENCE_TASKS", "PreferenceSpec",
 ]

@@ -31,6 +31,7 @@ from tuneforge.recipe.model import ModelSpec
 from tuneforge.recipe.multitask import MultitaskSpec, TaskSpec
 from tuneforge.recipe.output import OutputSpec, RefreshSpec
 from tuneforge.recipe.peft import PeftMethod, PeftSpec
+from tuneforge.recipe.preference import PreferenceSpec, preference_problem
 from tuneforge.recipe.search import SearchSpec
 from tuneforge.recipe.section import Section
 from tuneforge.recipe.tasks import GENERATIVE_TASKS, PAIR_TASKS, TaskName, normalise_task
@@ -57,6 +58,7 @@ class Recipe(Section):
     train: TrainSpec = Field(default_factory=TrainSpec)
     generation: GenerationSpec = Field(default_factory=GenerationSpec)
     lm: LanguageModelSpec = Field(default_factory=LanguageModelSpec)
+    preference: PreferenceSpec = Field(default_factory=PreferenceSpec)
     loss: LossSpec = Field(default_factory=LossSpec)
     freeze: FreezeSpec = Field(default_factory=FreezeSpec)
     peft: PeftSpec = Field(default_factory=PeftSpec)
@@ -141,6 +143,14 @@ class Recipe(Section):
                              "examples would attend to each other; set lm.packing: false or use peft.method: lora")
         if self.lm.classify and "{text}" not in self.lm.prompt_template:
             raise ValueError("lm.prompt_template must contain {text}, where each text goes")
+        return self
+
+    @model_validator(mode="after")
+    def _preference_options(self) -> Recipe:
+        """The preference section belongs to tasks preference and reward, each option to its method."""
+        problem = preference_problem(self)
+        if problem:
+            raise ValueError(problem)
         return self
 
     @model_validator(mode="after")
@@ -239,7 +249,8 @@ class Recipe(Section):
         metric = self.early_stopping.metric.removeprefix("eval_")
         if metric == "auto":
             metric = {"regression": "rmse", "token-classification": "f1", "multilabel": "f1_micro",
-                      "seq2seq": "loss", "causal-lm": "loss"}.get(self.task, "f1_macro")
+                      "seq2seq": "loss", "causal-lm": "loss", "preference": "loss",
+                      "reward": "loss"}.get(self.task, "f1_macro")
         mode = self.early_stopping.mode
         if mode == "auto":
             lower_better = {"rmse", "mse", "mae", "loss"}

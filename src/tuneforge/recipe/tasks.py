@@ -10,12 +10,14 @@ from typing import Literal, get_args
 
 from tuneforge.errors import TuneforgeError
 
-TaskName = Literal["classification", "regression", "token-classification", "multilabel", "seq2seq", "causal-lm"]
+TaskName = Literal["classification", "regression", "token-classification", "multilabel", "seq2seq", "causal-lm",
+                   "preference", "reward"]
 TASKS: tuple[str, ...] = get_args(TaskName)
 TASK_ALIASES = {"ner": "token-classification", "token_classification": "token-classification",
                 "multi-label": "multilabel", "multi_label": "multilabel", "multilabel-classification": "multilabel",
                 "text2text": "seq2seq", "sequence-to-sequence": "seq2seq", "causal_lm": "causal-lm",
-                "clm": "causal-lm", "sft": "causal-lm"}
+                "clm": "causal-lm", "sft": "causal-lm", "preference-tuning": "preference",
+                "preference_tuning": "preference", "reward-model": "reward", "reward_model": "reward"}
 GENERATIVE_TASKS = ("seq2seq", "causal-lm")  # tasks whose model writes text (see train/generative.py)
 # Task names that are classification plus a required second text column.
 PAIR_TASKS = {"pair-classification": "classification", "pair_classification": "classification",
