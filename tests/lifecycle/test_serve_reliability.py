@@ -34,18 +34,19 @@ def raw_post(client: TestClient, path: str, json_text: str):
     return client.post(path, content=json_text.encode(), headers={"content-type": "application/json"})
 
 
-@pytest.mark.parametrize(("path", "body", "field"), [
-    ("/predict", '{"texts": ["good food", "bad \\ud800 food"]}', "texts.1"),
-    ("/predict", '{"texts": ["good food"], "pairs": ["\\udfff"]}', "pairs.0"),
-    ("/explain", '{"text": "x \\ud83d"}', "text"),
-    ("/feedback", '{"text": "\\ud800", "label": "positive"}', "text"),
+@pytest.mark.parametrize(("path", "body", "field", "says"), [
+    ("/predict", '{"texts": ["good food", "bad \\ud800 food"]}', "texts.1", "lone surrogate"),
+    ("/predict", '{"texts": ["good food"], "pairs": ["\\udfff"]}', "pairs.0", "lone surrogate"),
+    ("/explain", '{"text": "x \\ud83d"}', "text", "lone surrogate"),
+    # A field with a length limit is parsed by pydantic's own string check, which refuses it first.
+    ("/feedback", '{"text": "\\ud800", "label": "positive"}', "text", "valid string"),
 ])
 def test_a_lone_surrogate_is_refused_at_the_schema_naming_the_field(client: TestClient, path: str, body: str,
-                                                                      field: str) -> None:
+                                                                      field: str, says: str) -> None:
     response = raw_post(client, path, body)
     assert response.status_code == 422
     error = response.json()["error"]
-    assert f"{field}: " in error and "lone surrogate" in error
+    assert f"{field}: " in error and says in error
 
 
 def test_a_failing_batch_fails_only_the_request_that_broke_it(client: TestClient) -> None:

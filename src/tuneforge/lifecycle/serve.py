@@ -69,6 +69,8 @@ def _unicode_text(text: str) -> str:
 
 
 Text = Annotated[str, AfterValidator(_unicode_text)]
+# The length check stays on the string itself, so its message stays pydantic's own "String should have ...".
+NonEmptyText = Annotated[str, Field(min_length=1), AfterValidator(_unicode_text)]
 
 
 class PredictRequest(BaseModel):
@@ -123,10 +125,10 @@ class ExplainResponse(BaseModel):
 class FeedbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    label: Text = Field(..., min_length=1, description="The correct class.")
+    label: NonEmptyText = Field(..., description="The correct class.")
     prediction_id: int | None = Field(None, ge=1, le=MAX_ID,
                                       description="The `id` of a prediction this server answered.")
-    text: Text | None = Field(None, min_length=1, description="The text, when correcting no logged prediction.")
+    text: NonEmptyText | None = Field(None, description="The text, when correcting no logged prediction.")
     pair: Text | None = Field(None, description="The second text, with `text`, for runs trained on text pairs.")
 
     @model_validator(mode="after")
