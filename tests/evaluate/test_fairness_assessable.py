@@ -74,3 +74,26 @@ def test_the_command_and_the_report_say_not_assessable(unassessable_report: dict
     notes = [block.text for block in _attributes(unassessable_report["attributes"], {})
              if getattr(block, "kind", "") == "callout"]
     assert any("fewer than 5 rows: c (1)" in note for note in notes)
+
+
+class Keyword:
+    """Predicts 'pos' for texts with 'good' in them: both classes occur, so parity can be measured."""
+
+    labels = LABELS
+
+    def predict(self, texts: list[str], pairs: Any = None, batch_size: int = 64) -> list[dict]:
+        return [{"label": "pos" if "good" in text else "neg", "score": 0.9} for text in texts]
+
+
+def test_an_attribute_without_groups_does_not_hold_back_one_that_was_measured(capsys) -> None:  # noqa: ANN001
+    texts = [f"{'good' if index % 2 else 'bad'} {index}" for index in range(12)]
+    data = AuditData(path="audit.csv", texts=texts, pairs=None, labels=["pos", "neg"] * 6,
+                     sensitive={"group": ["a"] * 6 + ["b"] * 6, "region": [None] * 12})
+    report = audit(Keyword(), data, FairnessSpec(counterfactual=False, max_demographic_parity_difference=0.5))
+    assert report["attributes"]["group"]["assessable"] is True
+    assert report["passed"] is True and report["not_assessable"] == ["region: no row has a group"]
+    show_report(report)
+    out = capsys.readouterr().out
+    assert "fairness check passed" in out and "not assessed" in out and "region: no row has a group" in out
+    callouts = _verdict(report, {"max_demographic_parity_difference": 0.5})
+    assert [callout.tone for callout in callouts] == ["info", "ok"]

@@ -116,14 +116,16 @@ def show_report(report: dict[str, Any]) -> None:
 
 
 def show_verdict(report: dict[str, Any]) -> None:
-    """One closing line: passed, breached (listed after the tables by the caller), or not assessable and why."""
-    if report.get("breaches"):
-        return
+    """The closing lines: passed, breached (listed after the tables by the caller), or not assessable; then what
+    could not be assessed, and why."""
+    reasons = report.get("not_assessable") or []
     if report.get("passed") is True:
         console.print("[green]fairness check passed[/green]: no threshold breached", highlight=False)
-        return
-    console.print("[yellow]fairness not assessable[/yellow] on this data:", highlight=False)
-    for reason in report.get("not_assessable") or []:
+    elif report.get("passed") is None:
+        console.print("[yellow]fairness not assessable[/yellow] on this data:", highlight=False)
+    if reasons and report.get("passed") is not None:
+        console.print("[yellow]not assessed[/yellow]:", highlight=False)
+    for reason in reasons:
         console.print(f"  - {escape(reason)}", highlight=False)
 
 

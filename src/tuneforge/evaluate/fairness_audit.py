@@ -84,9 +84,9 @@ def audit(predictor: Scorable, data: AuditData, spec: FairnessSpec, *, terms: Te
 
     Groups come from `data.sensitive` when it has columns, otherwise from the identity terms of each category of
     `spec.identity_categories` (texts naming two groups form the group 'multiple', shown but not compared).
-    Groups under `min_group_size` rows are left out. `passed` is True when no threshold is breached and every
-    attribute could be assessed, False on a breach, and None when nothing breached but some attribute could not
-    be assessed (`not_assessable` says why): a parity nobody could measure is no pass.
+    Groups under `min_group_size` rows are left out. `passed` is False on a breach, True when nothing breached
+    and at least one attribute could be assessed, and None when none could (`not_assessable` says why for each,
+    e.g. the positive label is never predicted): a parity nobody could measure is no pass.
     """
     labels = predictor.labels
     if labels is None:
@@ -139,7 +139,7 @@ def audit(predictor: Scorable, data: AuditData, spec: FairnessSpec, *, terms: Te
     report["breaches"] = fairness_verdict(report, spec)
     report["not_assessable"] = [f"{name}: {result['not_assessable']}" for name, result in attributes.items()
                                 if result.get("not_assessable")]
-    report["assessable"] = not report["not_assessable"]
+    report["assessable"] = not attributes or any(result.get("assessable") for result in attributes.values())
     report["passed"] = False if report["breaches"] else (True if report["assessable"] else None)
     return report
 

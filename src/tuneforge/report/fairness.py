@@ -114,8 +114,12 @@ def _verdict(value: Mapping[str, Any], limits: Mapping[str, float]) -> list[Any]
     if isinstance(breaches, list) and breaches:
         return [Callout(f"Limit exceeded: {fmt_value(b, 400)}", "danger") for b in breaches]
     unknown = value.get("not_assessable")
-    if isinstance(unknown, list) and unknown:  # a parity that could not be measured is no pass
+    unknown = unknown if isinstance(unknown, list) else []
+    if "passed" in value and value.get("passed") is None:  # a parity that could not be measured is no pass
         return [Callout(f"Not assessable: {fmt_value(reason, 400)}", "warning") for reason in unknown]
+    if unknown:
+        return [Callout(f"Not assessed: {fmt_value(reason, 400)}", "info") for reason in unknown] + \
+            _verdict({key: item for key, item in value.items() if key != "not_assessable"}, limits)
     if value.get("passed") is True and limits:
         return [Callout("Within every fairness limit set in the recipe.", "ok")]
     if "passed" in value and not limits:
