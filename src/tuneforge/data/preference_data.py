@@ -263,10 +263,16 @@ def _key(row: dict[str, Any]) -> str:
     return checks.text_key(json.dumps(row["prompt"], ensure_ascii=False), json.dumps(response, ensure_ascii=False))
 
 
-def load_preference(recipe: Recipe) -> tuple[dict[str, tuple[str, list[dict[str, Any]]]], str | None, bool,
-                                             list[Problem]]:
-    """Every split the recipe names, read, checked and normalised: (rows per role, layout, chat, problems);
-    never raises for data content."""
+def load_preference(recipe: Recipe) -> tuple[dict[str, tuple[str, datasets.Dataset]], list[Problem]]:
+    """Every split the recipe names, read, checked and normalised (role -> (file, rows)), and every problem found;
+    never raises for data content (what `tuneforge validate` lists)."""
+    loaded, _, _, problems = _load(recipe)
+    return {role: (path, datasets.Dataset.from_list(rows)) for role, (path, rows) in loaded.items() if rows}, \
+        problems
+
+
+def _load(recipe: Recipe) -> tuple[dict[str, tuple[str, list[dict[str, Any]]]], str | None, bool, list[Problem]]:
+    """(rows per role, layout, chat, problems)."""
     spec = recipe.data
     if not spec.train:
         return {}, None, False, [Problem(where="data.train", message="no training file given",
@@ -307,7 +313,7 @@ def load_preference(recipe: Recipe) -> tuple[dict[str, tuple[str, list[dict[str,
                                 f" and {spec.label_column}); {who} learns from pairs of a chosen and a rejected "
                                 "response", fix="use preference.method: kto for unpaired rows, or give chosen/rejected "
                                                 "pairs"))
-    if layout == UNPAIRED and "train" in loaded:
+    if layout == UNPAIRED and "train" in loaded and not any(p.severity == "error" for p in problems):
         labels = {row["label"] for row in loaded["train"][1]}
         if len(labels) < 2 and loaded["train"][1]:
             kind = "desirable" if True in labels else "undesirable"
@@ -323,13 +329,15 @@ def _describe(layout: str, chat: bool) -> str:
 
 def prepare_preference_data(recipe: Recipe) -> PreferenceData:
     """Checked, normalised and split rows of a preference or reward run; raises `DataError` listing every error."""
-    loaded, layout, chat, problems = load_preference(recipe)
+    loaded, layout, chat, problems = _load(recipe)
     errors = [p for p in problems if p.severity == "error"]
+    if not errors and "train" in loaded and not loaded["train"][1]:
+        errors = [Problem(where=loaded["train"][0], message="has no usable rows", fix="add preference rows")]
     if errors or "train" not in loaded or layout is None:
         raise DataError(errors or problems)
     warnings = [p for p in problems if p.severity != "error"]
     spec = recipe.data
-    splits = {role: datasets.Dataset.from_list(rows) for role, (_, rows) in loaded.items()}
+    splits = {role: datasets.Dataset.from_list(rows) for role, (_, rows) in loaded.items() if rows}
     sources = {role: path for role, (path, _) in loaded.items()}
     train = splits["train"]
     stratify = "label" if layout == UNPAIRED else None

@@ -29,7 +29,7 @@ from transformers import Trainer, TrainingArguments
 
 from tuneforge import artifacts
 from tuneforge.data.preference_data import UNPAIRED, PreferenceData, prepare_preference_data
-from tuneforge.errors import TuneforgeError
+from tuneforge.errors import Problem, TuneforgeError
 from tuneforge.kinds import GENERATIVE, PREFERENCE
 from tuneforge.models.freezing import apply_freezing, count_parameters
 from tuneforge.models.loading import (
@@ -46,7 +46,7 @@ from tuneforge.models.peft import (
     save_adapter,
 )
 from tuneforge.models.resolve import ResolvedModel, resolve_model
-from tuneforge.predict.preference import completion_log_probs, pair_summary, reward_scores
+from tuneforge.predict.preference import completion_log_probs, pair_summary, reward_scores, sequence_ids
 from tuneforge.recipe import PeftMethod, Recipe
 from tuneforge.run import RunLayout, read_kind, read_run_recipe
 from tuneforge.tasks import causal_lm
@@ -237,7 +237,15 @@ class PreferencePipeline(RunPipeline):
         if not reward:  # the starting model's log-probabilities of the held-out completions, before any step
             state.extras["reference"] = {role: _log_probs(model, tokenizer, split, recipe, state.device)
                                          for role, split in state.splits.items() if role != "train"}
-        _write_data_summary(state.layout, data, state.splits, start)
+        lengths = _length_statistics(tokenizer, state.splits, recipe.train.max_length)
+        cut = {role: stats["truncated_share"] for role, stats in lengths.items() if stats["truncated_share"] > 0}
+        if cut and on_warnings is not None:
+            on_warnings([Problem(
+                where="train.max_length", severity="warning",
+                message=f"{', '.join(f'{share:.0%} of {role}' for role, share in cut.items())} rows are longer than "
+                        f"{recipe.train.max_length} tokens; their ends, where chosen and rejected responses differ, "
+                        "are cut", fix="raise train.max_length (data.json lists the lengths)")])
+        _write_data_summary(state.layout, data, state.splits, start, lengths)
 
     @staticmethod
     def _train_rows(recipe: Recipe, data: PreferenceData) -> Any:
@@ -264,8 +272,6 @@ class PreferencePipeline(RunPipeline):
     def build_trainer(self, state: RunState, args: TrainingArguments, callbacks: list[Any]) -> Trainer:
         method = _method(state.recipe)
         config_class, trainer_class = trl_classes(method)
-        if method in ("orpo", "simpo"):
-            trainer_class = _evaluating_raw_rows(trainer_class)
         options = method_options(state.recipe)
         if method == "kto":
             options["train_sampling_strategy"] = "sequential"  # see _train_rows
@@ -304,27 +310,25 @@ class PreferencePipeline(RunPipeline):
             if split is None:
                 continue
             block = _held_out(trained, state, role, split)
-            block["trl"] = _trl_metrics(trainer.evaluate(split, metric_key_prefix=role), role)
+            rows = _tokenised(trainer, split) if _method(state.recipe) in ("orpo", "simpo") else split
+            block["trl"] = _trl_metrics(trainer.evaluate(rows, metric_key_prefix=role), role)
             block["loss"] = block["trl"].pop("loss", None)
             metrics[role] = block
 
 
-def _evaluating_raw_rows(trainer_class: type) -> type:
-    """TRL's experimental ORPO and CPO trainers tokenise the datasets they are built with but not one handed to
-    `evaluate` later (DPO, KTO and the reward trainer do); the held-out test split is such a dataset."""
+def _tokenised(trainer: Trainer, split: Any) -> Any:
+    """A held-out split tokenised as TRL's experimental ORPO and CPO trainers tokenise the datasets they are built
+    with: unlike DPO, KTO and the reward trainer, their `evaluate` does not tokenise a dataset handed to it. The
+    fingerprints are given: `datasets` would otherwise hash the trainer behind `tokenize_row` (seconds per split)."""
+    from datasets.fingerprint import Hasher
     from trl.data_utils import maybe_apply_chat_template, maybe_extract_prompt
 
-    class Trainer(trainer_class):  # type: ignore[misc, valid-type]
-        def evaluate(self, eval_dataset: Any = None, ignore_keys: Any = None, metric_key_prefix: str = "eval"
-                     ) -> dict[str, float]:
-            if eval_dataset is not None and "chosen_input_ids" not in eval_dataset.column_names:
-                eval_dataset = eval_dataset.map(maybe_extract_prompt).map(
-                    maybe_apply_chat_template, fn_kwargs={"processing_class": self.processing_class}
-                ).map(self.tokenize_row)
-            return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
-
-    Trainer.__name__ = Trainer.__qualname__ = trainer_class.__name__
-    return Trainer
+    key = Hasher.hash((split._fingerprint, type(trainer).__name__, trainer.processing_class.name_or_path,
+                       trainer.args.max_length))
+    rows = split.map(maybe_extract_prompt, new_fingerprint=f"{key}-prompt")
+    rows = rows.map(maybe_apply_chat_template, fn_kwargs={"processing_class": trainer.processing_class},
+                    new_fingerprint=f"{key}-chat")
+    return rows.map(trainer.tokenize_row, new_fingerprint=f"{key}-tokens")
 
 
 def _trl_metrics(result: dict[str, Any], role: str) -> dict[str, float]:
@@ -385,7 +389,20 @@ def _save_adapter(model: Any, tokenizer: Any, task: str, folder: Path) -> None:
     shutil.rmtree(folder / "ref", ignore_errors=True)
 
 
-def _write_data_summary(layout: RunLayout, data: PreferenceData, splits: dict[str, Any], start: Start) -> None:
+def _length_statistics(tokenizer: Any, splits: dict[str, Any], max_length: int) -> dict[str, dict[str, float]]:
+    """Tokens of prompt + response per split (the longer response of a pair), and the share cut at max_length."""
+    stats = {}
+    for role, split in splits.items():
+        prompts, first, second = _completions(split)
+        sizes = np.asarray([max(len(sequence_ids(tokenizer, prompt, answer)[0]) for answer in answers)
+                            for prompt, *answers in zip(prompts, first, *([second] if second else []), strict=True)])
+        stats[role] = {"mean": float(sizes.mean()), "p95": float(np.percentile(sizes, 95)), "max": int(sizes.max()),
+                       "truncated_share": float((sizes > max_length).mean())}
+    return stats
+
+
+def _write_data_summary(layout: RunLayout, data: PreferenceData, splits: dict[str, Any], start: Start,
+                        lengths: dict[str, dict[str, float]]) -> None:
     summary = {
         "sources": data.sources,
         "rows": {role: len(split) for role, split in splits.items()},
@@ -393,6 +410,7 @@ def _write_data_summary(layout: RunLayout, data: PreferenceData, splits: dict[st
         "layout": data.layout,
         "chat": data.chat,
         "start": start.to_json(),
+        "text_lengths": lengths,
         "warnings": [str(w) for w in data.warnings],
     }
     artifacts.write_json(layout.data_summary, summary)
