@@ -55,8 +55,12 @@ def _show_extras(layout: RunLayout) -> None:
 
     if layout.fairness.is_file():
         audit = json.loads(layout.fairness.read_text(encoding="utf-8"))
-        verdict = "[green]passed[/green]" if audit.get("passed") else \
-            f"[red]{len(audit.get('breaches', []))} threshold(s) breached[/red]"
+        if audit.get("passed") is None:  # no attribute could be assessed (one group, one predicted class)
+            verdict = "[yellow]not assessable[/yellow]"
+        elif audit["passed"]:
+            verdict = "[green]passed[/green]"
+        else:
+            verdict = f"[red]{len(audit.get('breaches', []))} threshold(s) breached[/red]"
         console.print(f"fairness audit of the test split: {verdict} ({layout.fairness.name})")
     if (layout.explanations / "explanations.html").is_file():
         console.print(f"example explanations: {layout.explanations / 'explanations.html'}", soft_wrap=True)
