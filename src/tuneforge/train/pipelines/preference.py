@@ -380,7 +380,9 @@ def _held_out(model: Any, state: RunState, role: str, split: Any) -> dict[str, A
     block = pair_summary(beta * (first - reference_first), beta * (second - reference_second))
     return {**block, "logps_chosen": float(first.mean()), "logps_rejected": float(second.mean()),
             "logps_margin": float((first - second).mean()),
-            "reference_logps_margin": float((reference_first - reference_second).mean())}
+            "reference_logps_margin": float((reference_first - reference_second).mean()),
+            "logps_accuracy": float((first > second).mean()),  # the tuned model alone prefers the chosen one
+            "reference_logps_accuracy": float((reference_first > reference_second).mean())}
 
 
 def _save_adapter(model: Any, tokenizer: Any, task: str, folder: Path) -> None:
