@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_serializer, model_validator
 
 from tuneforge.recipe.section import Section
 
@@ -67,13 +67,16 @@ class AugmentMethodSpec(Section):
                        "and de-duplication keep the first that pass).")
     top_k: int = Field(10, ge=1, description="contextual: the masked LM's best tokens a replacement is drawn from.")
 
+    @model_serializer(mode="wrap")
+    def _own_options_only(self, handler: Any) -> dict[str, Any]:
+        """A saved recipe lists this method's options only, so it loads again under the check below."""
+        own = {"method", "ratio", *AUGMENT_OPTIONS[self.method]}
+        return {key: value for key, value in handler(self).items() if key in own}
+
     @model_validator(mode="after")
     def _options_fit_method(self) -> AugmentMethodSpec:
         own = set(AUGMENT_OPTIONS[self.method])
-        # A saved recipe lists every field at its default, so only a changed foreign option is a mistake.
-        foreign = self.model_fields_set - own - {"method", "ratio"}
-        for name in sorted(n for n in foreign
-                           if getattr(self, n) != type(self).model_fields[n].get_default(call_default_factory=True)):
+        for name in sorted(self.model_fields_set - own - {"method", "ratio"}):
             owners = [m for m, options in AUGMENT_OPTIONS.items() if name in options]
             raise ValueError(f"{name} is an option of {' and '.join(owners)}, not of {self.method}; remove it "
                              "from this method")
