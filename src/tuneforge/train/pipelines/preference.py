@@ -189,19 +189,18 @@ class PreferencePipeline(RunPipeline):
         reward = recipe.task == "reward"
         quantization = quantized_loading(recipe.peft, state.device)
         start = starting_point(recipe)
+        spec = recipe.model if start.model_spec is None else start.model_spec  # a continued adapter's base
         if not reward:
-            check_generative_model(recipe.model if start.model_spec is None else start.model_spec, "causal-lm",
-                                   start.resolved)
+            check_generative_model(spec, "causal-lm", start.resolved)
         data = prepare_preference_data(recipe)
         state.data = data
         if on_warnings is not None and data.warnings:
             on_warnings(data.warnings)
         trl_classes(_method(recipe))  # a missing TRL fails before a model is loaded
-        tokenizer = load_tokenizer(recipe.model if start.model_spec is None else start.model_spec, start.tokenizer)
+        tokenizer = load_tokenizer(spec, start.tokenizer)
         causal_lm.require_eos(tokenizer, recipe.model.name)  # TRL ends every plain-text response with it
         if not reward or data.chat:
             causal_lm.ensure_chat_template(tokenizer)  # saved with the model: chat predictions use it
-        spec = recipe.model if start.model_spec is None else start.model_spec
         if reward:
             model = load_sequence_model(spec, "regression", None, start.resolved, tokenizer.pad_token_id,
                                         **quantization)
@@ -227,6 +226,11 @@ class PreferencePipeline(RunPipeline):
             state.extras["peft_config"] = build_peft_config(model, recipe.peft, HEAD_TASK[recipe.task])
         else:
             apply_freezing(model, recipe.freeze)
+            if not reward and recipe.preference.method in ("dpo", "kto"):
+                # The reference is a second copy of the starting model, loaded as the policy was: TRL would reload
+                # it from the config's path by itself, without the recipe's revision or the offline hub cache.
+                state.extras["reference_model"] = functools.partial(load_generative_model, spec, "causal-lm",
+                                                                    start.resolved)
         if not hasattr(model, "hf_device_map"):
             model.to(state.device)
         state.model, state.tokenizer = model, tokenizer
@@ -277,6 +281,8 @@ class PreferencePipeline(RunPipeline):
             options["train_sampling_strategy"] = "sequential"  # see _train_rows
         config = method_config(config_class, args, options)
         extra = {"peft_config": state.extras["peft_config"]} if "peft_config" in state.extras else {}
+        if "reference_model" in state.extras:
+            extra["ref_model"] = state.extras["reference_model"]().eval()
         return trainer_class(model=state.model, args=config, train_dataset=state.splits["train"],
                              eval_dataset=state.splits.get("validation"), processing_class=state.tokenizer,
                              callbacks=callbacks, **extra)
@@ -300,7 +306,7 @@ class PreferencePipeline(RunPipeline):
 
     def training_metrics(self, trainer: Trainer, state: RunState) -> dict[str, Any]:
         data: PreferenceData = state.data
-        return {"trainer": type(trainer).__mro__[0].__name__, "layout": data.layout, "chat": data.chat,
+        return {"trainer": type(trainer).__name__, "layout": data.layout, "chat": data.chat,
                 "options": method_options(state.recipe)}
 
     def evaluate(self, trainer: Trainer, state: RunState, metrics: dict[str, Any]) -> None:
@@ -370,13 +376,15 @@ def _held_out(model: Any, state: RunState, role: str, split: Any) -> dict[str, A
     reference_first, reference_second = state.extras["reference"][role]
     if "completion" in split.column_names:  # unpaired: desirable against undesirable, no pairs to count
         desirable = np.asarray(split["label"], dtype=bool)
-        rewards = beta * (first - reference_first)
-        return {"reward_accuracy": None, "reward_margin": float(rewards[desirable].mean() - rewards[~desirable].mean()),
-                "logps_chosen": float(first[desirable].mean()), "logps_rejected": float(first[~desirable].mean()),
-                "logps_margin": float(first[desirable].mean() - first[~desirable].mean()),
-                "reference_logps_margin": float(reference_first[desirable].mean()
-                                                - reference_first[~desirable].mean()),
-                "pairs": 0}
+
+        def gap(values: np.ndarray) -> float | None:
+            both = desirable.any() and (~desirable).any()
+            return float(values[desirable].mean() - values[~desirable].mean()) if both else None
+
+        return {"reward_accuracy": None, "reward_margin": gap(beta * (first - reference_first)),
+                "logps_chosen": float(first[desirable].mean()) if desirable.any() else None,
+                "logps_rejected": float(first[~desirable].mean()) if (~desirable).any() else None,
+                "logps_margin": gap(first), "reference_logps_margin": gap(reference_first), "pairs": 0}
     block = pair_summary(beta * (first - reference_first), beta * (second - reference_second))
     return {**block, "logps_chosen": float(first.mean()), "logps_rejected": float(second.mean()),
             "logps_margin": float((first - second).mean()),
