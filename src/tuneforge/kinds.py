@@ -33,8 +33,10 @@ class RunKind:
 
     `peft_methods` are the peft.method values it trains with (empty: none); `domain` covers rule packs, rules,
     functions and unicode normalisation, `domain_model` vocabulary extension and continued pretraining;
-    `class_weights` whether a loss weight per class exists; `nproc` whether torchrun may start several
-    processes; `report_sections` the report sections that can have content.
+    `class_weights` whether a loss weight per class exists; `contrastive` whether its class labels can make
+    contrastive pairs (train.method: contrastive); `nproc` whether torchrun may start several
+    processes; `report_sections` the report sections that can have content; `serve_routes` what `tuneforge serve`
+    answers for it (`v1`: the OpenAI-compatible routes; none: not served).
     """
 
     name: str
@@ -51,6 +53,7 @@ class RunKind:
     oversample: bool = False
     fairness_mitigation: bool = False
     calibration: bool = False
+    contrastive: bool = False
     plugins: bool = False
     nproc: bool = False
     batch_size_auto: bool = True
@@ -71,25 +74,25 @@ _CLASSIFIER_SECTIONS = ("data", "training", "metrics", "plugins", "calibration",
 KINDS: dict[str, RunKind] = {kind.name: kind for kind in (
     RunKind(TEXT, ("classification", "regression"), "one label or one score per text or text pair",
             peft_methods=ALL_PEFT, domain=True, domain_model=True, augment=True, clean=True, class_weights=True,
-            oversample=True, fairness_mitigation=True, calibration=True, plugins=True, nproc=True,
-            report_sections=_CLASSIFIER_SECTIONS, serve_routes=("predict", "explain", "feedback")),
+            oversample=True, fairness_mitigation=True, calibration=True, contrastive=True, plugins=True, nproc=True,
+            report_sections=(*_CLASSIFIER_SECTIONS, "auto"), serve_routes=("predict", "explain", "feedback")),
     RunKind(MULTILABEL, ("multilabel",), "several labels per text, one threshold each",
             peft_methods=ALL_PEFT, domain=True, domain_model=True, augment=True, clean=True, class_weights=True,
-            plugins=True, nproc=True, report_sections=_CLASSIFIER_SECTIONS, serve_routes=("predict",)),
+            plugins=True, nproc=True, report_sections=_CLASSIFIER_SECTIONS),
     RunKind(TAGGING, ("token-classification",), "one tag per word",
             peft_methods=WEIGHT_PEFT, domain_model=True, class_weights=True, nproc=True,
-            report_sections=("data", "training", "metrics", "figures"), serve_routes=("predict",)),
+            report_sections=("data", "training", "metrics", "figures")),
     RunKind(GENERATIVE, ("seq2seq", "causal-lm"), "a model that writes text",
             peft_methods=ALL_PEFT, gradual_unfreeze=False, nproc=True,
-            report_sections=("data", "training", "metrics", "figures")),
+            report_sections=("data", "training", "metrics", "figures"), serve_routes=("v1",)),
     RunKind(MULTIMODAL, ("classification", "regression"), "text fused with tabular, image or audio columns",
             gradual_unfreeze=False, class_weights=True, calibration=True, plugins=True,
             report_sections=("data", "training", "metrics", "plugins", "calibration", "errors", "explanations",
                              "figures"),
-            serve_routes=("predict", "feedback")),
+            serve_routes=("predict", "explain", "feedback")),
     RunKind(MULTITASK, ("multitask",), "several tasks over one shared encoder, one head each",
             gradual_unfreeze=False, freeze=False, clean=True, oversample=True, calibration=True, plugins=True,
-            report_sections=("data", "training", "metrics", "figures"), serve_routes=("predict",)),
+            report_sections=("data", "training", "metrics", "figures")),
     # Trained by TRL's trainers (train/pipelines/preference.py): one process, a batch size given as a number (a
     # pair is two sequences plus the reference model's pass, which the estimate does not size), LoRA-style PEFT.
     RunKind(PREFERENCE, ("preference",), "a decoder tuned on chosen and rejected responses (DPO, ORPO, KTO, SimPO)",
@@ -100,7 +103,8 @@ KINDS: dict[str, RunKind] = {kind.name: kind for kind in (
             report_sections=("data", "training", "metrics", "figures")),
     RunKind(ENSEMBLE, ("classification", "regression"), "several finished runs combined",
             freeze=False, gradual_unfreeze=False, batch_size_auto=False,
-            report_sections=("metrics", "calibration", "errors", "figures"), serve_routes=("predict", "feedback")),
+            report_sections=("metrics", "calibration", "errors", "auto", "figures"),
+            serve_routes=("predict", "feedback")),
 )}
 
 

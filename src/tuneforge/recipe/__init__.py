@@ -6,6 +6,7 @@ can use follows from its run kind (`tuneforge.kinds`), never from a list kept he
 """
 
 from tuneforge.recipe.augment import AUGMENT_OPTIONS, AugmentMethod, AugmentMethodSpec, AugmentSpec
+from tuneforge.recipe.auto import AUTO_STRATEGIES, AutoSpec, AutoStrategy
 from tuneforge.recipe.clean import CleanSpec, FlagOrDrop
 from tuneforge.recipe.data import LABEL_SEPARATORS, DataSpec
 from tuneforge.recipe.domain import DomainRuleSpec, DomainSpec, PretrainSpec
@@ -37,11 +38,12 @@ from tuneforge.recipe.tasks import (
     resolve_task,
 )
 from tuneforge.recipe.template import commented_template
-from tuneforge.recipe.train import OPTIMIZERS, DistributedSpec, OptimizerName, TrainSpec
+from tuneforge.recipe.train import OPTIMIZERS, ContrastiveSpec, DistributedSpec, OptimizerName, TrainSpec
 
 __all__ = [
-    "AUGMENT_OPTIONS", "DEFAULT_MODEL", "GENERATIVE_TASKS", "LABEL_SEPARATORS", "OPTIMIZERS", "PAIR_TASK",
-    "PAIR_TASKS", "TASKS", "TASK_ALIASES", "AugmentMethod", "AugmentMethodSpec", "AugmentSpec", "CalibrationSpec",
+    "AUGMENT_OPTIONS", "AUTO_STRATEGIES", "DEFAULT_MODEL", "GENERATIVE_TASKS", "LABEL_SEPARATORS", "OPTIMIZERS",
+    "PAIR_TASK", "PAIR_TASKS", "TASKS", "TASK_ALIASES", "AugmentMethod", "AugmentMethodSpec", "AugmentSpec", "AutoSpec",
+    "AutoStrategy", "CalibrationSpec", "ContrastiveSpec",
     "CleanSpec", "Combiner", "DataSpec", "DistributedSpec", "DomainRuleSpec", "DomainSpec", "EarlyStoppingSpec",
     "EvaluationSpec", "FairnessSpec", "FeaturesSpec", "FlagOrDrop", "FreezeSpec", "GenerationSpec", "ImbalanceSpec",
     "LanguageModelSpec", "LossSpec", "ModelSpec", "MultitaskSpec", "OptimizerName", "OutputSpec", "PeftMethod",

@@ -16,6 +16,7 @@ from pydantic_core import PydanticCustomError
 
 from tuneforge.kinds import kind_of
 from tuneforge.recipe.augment import AugmentSpec
+from tuneforge.recipe.auto import AutoSpec
 from tuneforge.recipe.capabilities import refusals
 from tuneforge.recipe.clean import CleanSpec
 from tuneforge.recipe.data import DataSpec
@@ -71,6 +72,7 @@ class Recipe(Section):
     output: OutputSpec = Field(default_factory=OutputSpec)
     refresh: RefreshSpec = Field(default_factory=RefreshSpec)
     search: SearchSpec = Field(default_factory=SearchSpec)
+    auto: AutoSpec = Field(default_factory=AutoSpec)
     tasks: list[TaskSpec] = Field(
         default_factory=list,
         description="Multi-task learning: two or more tasks, each {name, task, data}, trained together with one "
@@ -208,6 +210,25 @@ class Recipe(Section):
                 "message": ". ".join(refusal.message for refusal in found),
                 "refusals": [{"fields": ", ".join(refusal.fields), "message": refusal.message, "fix": refusal.fix}
                              for refusal in found]})
+        return self
+
+    @model_validator(mode="after")
+    def _contrastive_fits(self) -> Recipe:
+        """Contrastive pairs come from class labels of single texts; the kind declares whether its runs have them."""
+        if self.train.method != "contrastive":
+            return self
+        kind = kind_of(self)
+        if not kind.contrastive or self.task != "classification":
+            raise ValueError(f"train.method contrastive makes pairs of texts with the same and different class "
+                             f"labels; task {self.task} ({kind.summary}) has no such labels: use train.method: "
+                             "standard, or task: classification")
+        if self.data.text_pair_column:
+            raise ValueError("train.method contrastive embeds single texts; this recipe classifies text pairs "
+                             "(data.text_pair_column): use train.method: standard")
+        if self.peft.enabled:
+            raise ValueError(f"train.method contrastive trains every encoder weight before the head; it cannot be "
+                             f"combined with peft.method '{self.peft.method}': set peft.method: none, or train.method: "
+                             "standard")
         return self
 
     @model_validator(mode="after")

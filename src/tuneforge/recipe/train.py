@@ -38,7 +38,38 @@ class DistributedSpec(Section):
         None, description="deepspeed: a DeepSpeed JSON config file used instead of the one built from zero_stage.")
 
 
+class ContrastiveSpec(Section):
+    """Few-shot contrastive training (train.method: contrastive), SetFit's recipe: the encoder first learns, from
+    pairs of labelled rows, to put texts of one class close together and texts of different classes apart; the
+    task head then starts from a logistic regression fitted on those embeddings and is fine-tuned as usual."""
+
+    loss: Literal["cosine", "contrastive", "batch_hard"] = Field(
+        "cosine", description="cosine: CosineSimilarityLoss on pairs (same label 1, different label 0; SetFit's "
+        "default); contrastive: ContrastiveLoss on the same pairs (a margin for different labels); batch_hard: "
+        "BatchHardTripletLoss on the rows themselves, batches grouped by label.")
+    iterations: int = Field(20, ge=1, description="cosine, contrastive: pairs per training row, half of them "
+                            "positive (same label) and half negative (SetFit's num_iterations).")
+    max_pairs: int = Field(20_000, ge=10, description="Most pairs generated, however large the data: contrastive "
+                           "training pays off on small data (tens of rows per class), not on large.")
+    epochs: float = Field(1.0, gt=0, description="Passes over the pairs.")
+    learning_rate: float = Field(2e-5, gt=0, description="Peak learning rate of the contrastive stage.")
+    batch_size: int = Field(16, ge=2, description="Pairs (or rows, batch_hard) per step.")
+    bridge_epochs: int = Field(
+        10, ge=0, description="Passes that teach the classifier's own feature path (for BERT-style models the first "
+        "token through the pooler) to reproduce the mean-pooled embedding the contrastive stage shaped, on the "
+        "training texts and copies with words dropped; 0: off.")
+    head_init: Literal["logistic", "random"] = Field(
+        "logistic", description="logistic: the head's output layer starts from a logistic regression fitted on the "
+        "features it reads (SetFit's head, in the ordinary classifier); random: the usual fresh head.")
+
+
 class TrainSpec(Section):
+    method: Literal["standard", "contrastive"] = Field(
+        "standard", description="standard: fine-tune the encoder and a fresh head on the labelled rows; contrastive "
+        "(classification only; pays off below about 50 rows per class): SetFit-style contrastive training of the "
+        "encoder on pairs of rows first, then the head (see train.contrastive).")
+    contrastive: ContrastiveSpec = Field(default_factory=ContrastiveSpec,
+                                         description="train.method contrastive: the contrastive stage.")
     learning_rate: float = Field(5e-5, gt=0, description="Peak learning rate of AdamW.")
     batch_size: int | Literal["auto"] = Field(
         16, description="Examples per device per optimisation micro-step; auto: the largest that fits (probed on a "

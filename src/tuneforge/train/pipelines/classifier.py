@@ -32,6 +32,7 @@ from tuneforge.tasks import get_task
 from tuneforge.tasks.text import tokenize_dataset
 from tuneforge.tasks.token_classification import AlignLabels, decode_words
 from tuneforge.train import distributed, finishing
+from tuneforge.train.contrastive import contrastive_stage
 from tuneforge.train.domain import adapt_to_domain
 from tuneforge.train.losses import build_loss
 from tuneforge.train.pipelines.base import RunPipeline, RunState, Step, Warnings, length_statistics, split_rows
@@ -64,6 +65,8 @@ class TextPipeline(RunPipeline):
         model = load_sequence_model(recipe.model, recipe.task, state.labels, domain.resolved,
                                     state.tokenizer.pad_token_id, **quantization)
         domain.resize(model)
+        if recipe.train.method == "contrastive":  # SetFit-style encoder and head first (train/contrastive.py)
+            contrastive_stage(state, model)
         if recipe.peft.enabled:  # the recipe forbids freeze settings with PEFT, which freezes the base itself
             model = apply_peft(model, state.tokenizer, recipe.peft, recipe.train.gradient_checkpointing)
         else:
@@ -115,7 +118,8 @@ class TextPipeline(RunPipeline):
         return {"optimise_all_parameters": state.recipe.freeze.gradual_unfreeze, "count_tokens": self.tagging}
 
     def training_metrics(self, trainer: Trainer, state: RunState) -> dict[str, Any]:
-        return {"optimizer": state.recipe.train.optimizer, "processes": trainer.args.world_size}
+        return {"optimizer": state.recipe.train.optimizer, "processes": trainer.args.world_size,
+                "method": state.recipe.train.method, "contrastive": state.extras.get("contrastive")}
 
     def evaluate(self, trainer: Trainer, state: RunState, metrics: dict[str, Any]) -> None:
         domain = state.extras["domain"]
