@@ -39,11 +39,11 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 
 from tuneforge import __version__
 from tuneforge.errors import TuneforgeError
+from tuneforge.kinds import KINDS, MULTIMODAL
 from tuneforge.lifecycle.settings import ServeSettings, check_exposure, token_matches
-from tuneforge.recipe import GENERATIVE_TASKS, Recipe
-from tuneforge.run import RunLayout, read_run_recipe
+from tuneforge.recipe import Recipe
+from tuneforge.run import RunLayout, read_kind, read_run_recipe
 
-SERVED_TASKS = ("classification", "regression", "seq2seq", "causal-lm")  # generative ones: lifecycle/openai_api.py
 OPEN_PATHS = ("/health",)  # load balancers probe it without credentials
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 EXAMPLES = {
@@ -598,9 +598,11 @@ class BodyLimit:
 def _check_run(root: Path) -> Recipe:
     """Fail before the server starts (or before a new version replaces the served one), with a fix."""
     recipe = read_run_recipe(root)
-    if recipe.task not in SERVED_TASKS:
-        raise TuneforgeError(f"serving supports {', '.join(SERVED_TASKS)} runs; '{root}' is a {recipe.task} run",
-                             fix="use `tuneforge predict` for this run")
+    kind = read_kind(root, recipe)
+    if not kind.serve_routes:  # the run kind declares what it serves (kinds.py)
+        served = ", ".join(name for name, other in KINDS.items() if other.serve_routes)
+        raise TuneforgeError(f"{kind.name} runs ({kind.summary}) are not served; '{root}' is one; served kinds: "
+                             f"{served}", fix="use `tuneforge predict` or `tuneforge evaluate` for this run")
     if not RunLayout(root).is_finished():
         raise TuneforgeError(f"run '{root}' has not finished training (no model or no metrics.json)",
                              fix=f"finish it first: `tuneforge train --resume --output {root}`")
@@ -657,7 +659,8 @@ def create_app(source: str | Path | ModelSource, settings: ServeSettings | None 
     errors = {413: {"model": ErrorBody}, 422: {"model": ErrorBody}}
     # Counted bytes, for bodies without a Content-Length (chunked): added first, so the guard below wraps it.
     app.add_middleware(BodyLimit, service=service)
-    if service.pending[2].features.enabled:  # typed feature columns: /predict and /explain take rows
+    kind = read_kind(service.pending[0], service.pending[2])
+    if kind.name == MULTIMODAL:  # typed feature columns: /predict and /explain take rows
         from tuneforge.lifecycle.multimodal_serve import add_multimodal_routes
 
         add_multimodal_routes(app, service, settings, errors)  # registered first, so they answer those paths
@@ -701,7 +704,7 @@ def create_app(source: str | Path | ModelSource, settings: ServeSettings | None 
         return _problem(422, f"the request does not fit the schema: {issues}",
                         fix=f"{fix}; the full schema is at /openapi.json", detail=detail)
 
-    if service.pending[2].task in GENERATIVE_TASKS:  # OpenAI's chat and text completions answer instead of /predict
+    if "v1" in kind.serve_routes:  # OpenAI's chat and text completions answer instead of /predict
         from tuneforge.lifecycle.openai_api import add_openai_routes  # torch, through the generative predictor
 
         add_openai_routes(app, service, settings)
