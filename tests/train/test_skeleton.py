@@ -75,8 +75,14 @@ def models(tiny_model: Path, tiny_gpt2: Path) -> dict[str, Path]:
     return {"bert": tiny_model, "gpt2": tiny_gpt2}
 
 
+# Trained by TRL's trainers through the same skeleton; their resume, metrics and loading are checked in
+# tests/train/test_preference.py, and they declare neither batch_size: auto nor several processes.
+TRL_KINDS = ["preference", "reward"]
+
+
 def test_every_declared_trainable_kind_is_covered_here() -> None:
-    assert set(KINDS_TRAINED) == set(KINDS) - {"ensemble"}
+    assert set(KINDS_TRAINED) | set(TRL_KINDS) == set(KINDS) - {"ensemble"}
+    assert not any(KINDS[kind].nproc or KINDS[kind].batch_size_auto for kind in TRL_KINDS)
 
 
 @pytest.mark.parametrize("kind", KINDS_TRAINED)
