@@ -53,8 +53,11 @@ class PretrainSpec(Section):
         "one text per line) for continued pretraining; needs train.stages: [pretrain, finetune]."
     )
     text_column: str = Field("text", description="Column of the corpus holding the text.")
-    objective: Literal["auto", "mlm", "clm"] = Field(
-        "auto", description="auto: masked-LM for encoders, causal-LM for decoders."
+    objective: Literal["auto", "mlm", "clm", "tsdae", "simcse"] = Field(
+        "auto", description="auto: the model's own language-model objective when it ships that head (masked-LM for "
+        "encoders, causal-LM for decoders), else tsdae for sentence encoders without one (the bundled minilm); "
+        "tsdae: denoising auto-encoder (the encoder's sentence embedding must let a decoder rebuild the text from "
+        "a copy with words deleted); simcse: two dropout views of each text must embed closer than other texts."
     )
     mlm_probability: float = Field(0.15, gt=0, lt=1, description="Share of tokens masked (mlm).")
     epochs: float = Field(1.0, gt=0, description="Passes over the corpus.")

@@ -2,12 +2,14 @@
 
 Order matters: rules first (the vocabulary is mined from, and the corpus pretrained on, text as the model will
 see it), then new words (so continued pretraining trains their embeddings), then pretraining, whose output
-becomes the base the task head is put on.
+becomes the base the task head is put on. Pretraining is the model's own language-model objective when it ships
+that head (train/pretraining.py), or TSDAE / SimCSE for sentence encoders without one (train/sentence_adaptation.py).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +24,9 @@ from tuneforge.models.resolve import ResolvedModel, resolve_model
 from tuneforge.models.vocabulary import extend_vocabulary, initialise_embeddings
 from tuneforge.recipe import Recipe
 from tuneforge.train.pretraining import FINISHED, continue_pretraining, read_corpus
+from tuneforge.train.sentence_adaptation import SENTENCE_OBJECTIVES, adapt_sentence_encoder, choose_objective
+
+logger = logging.getLogger(__name__)
 
 PRETRAINED_DIR = "pretrained"
 VOCABULARY_FILE = "vocabulary.json"
@@ -71,8 +76,19 @@ def adapt_to_domain(recipe: Recipe, run_dir: Path, resolved: ResolvedModel, toke
                                                      spec.min_term_frequency, spec.min_term_pieces)
         setup.report["vocabulary"] = report.to_dict()
     if "pretrain" in recipe.train.stages:
-        setup.report["pretraining"] = continue_pretraining(recipe, resolved, tokenizer, setup.new_pieces, pretrained,
-                                                           rules, use_cpu=use_cpu, texts=corpus)
+        objective, warning = choose_objective(recipe, resolved)
+        if warning:
+            logger.warning(warning)
+        if objective in SENTENCE_OBJECTIVES:
+            report = adapt_sentence_encoder(recipe, resolved, tokenizer, setup.new_pieces, pretrained, objective,
+                                            corpus, rules, use_cpu=use_cpu)
+        else:
+            report = continue_pretraining(recipe, resolved, tokenizer, setup.new_pieces, pretrained, rules,
+                                          use_cpu=use_cpu, texts=corpus)
+        if warning:  # kept with the adapted base, so a resumed run still shows it
+            report["warning"] = warning
+            artifacts.write_json(pretrained / FINISHED, report)
+        setup.report["pretraining"] = report
         setup.new_pieces = {}  # the saved base already has the words' embeddings, trained
         if "vocabulary" in setup.report:
             artifacts.write_json(pretrained / VOCABULARY_FILE, setup.report["vocabulary"])
