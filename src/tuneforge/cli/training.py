@@ -115,6 +115,11 @@ def register(app: typer.Typer) -> None:
                                  messages_column=messages_column)
         if overwrite:
             built.output.overwrite = True
+        if "mlflow" in built.train.report_to and not built.output.tracking_uri:  # the registry's local store
+            from tuneforge.cli.registry import tuneforge_home
+            from tuneforge.lifecycle.registry import Registry
+
+            built.output.tracking_uri = Registry.local(tuneforge_home()).uri
         if nproc > 1:
             from tuneforge.train.distributed import launch
             from tuneforge.train.rundir import default_run_dir

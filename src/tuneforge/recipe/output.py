@@ -15,6 +15,10 @@ class OutputSpec(Section):
     tensorboard: Literal["auto", "on", "off"] = Field(
         "auto", description="TensorBoard logs in <dir>/tensorboard; auto writes them when tensorboard is installed."
     )
+    tracking_uri: str | None = Field(
+        None, description="MLflow tracking store for train.report_to: mlflow (sqlite:///path/mlflow.db or a server "
+        "URL); empty: `tuneforge train` uses the local registry store in the tuneforge home folder.")
+    experiment: str = Field("tuneforge", description="MLflow experiment the runs are logged under.")
 
 
 class RefreshSpec(Section):

@@ -132,6 +132,11 @@ class TrainSpec(Section):
         "auto", description="causal-lm, seq2seq: compute the loss in chunks of tokens so the logits of a whole "
         "batch never exist at once (exact gradients); auto: on for vocabularies of 32k tokens or more, or when "
         "memory: lean asks for it.")
+    report_to: list[Literal["mlflow", "tensorboard", "wandb"]] = Field(
+        default_factory=list, description="Experiment trackers that receive the run's parameters and training "
+        "curves: mlflow (to output.tracking_uri; the CLI defaults to the local registry store), tensorboard "
+        "(<dir>/tensorboard), wandb (needs `pip install wandb` and a login). Search trials and refresh runs log "
+        "the same way.")
     kernels: Literal["auto", "off"] = Field(
         "auto", description="auto: Liger's fused kernels (RMSNorm, RoPE, SwiGLU) for the decoders Liger supports, on "
         "a CUDA GPU with liger-kernel installed (pip install 'tuneforge[gpu]'); elsewhere nothing changes.")

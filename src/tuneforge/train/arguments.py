@@ -58,7 +58,9 @@ def training_arguments(recipe: Recipe, layout: RunLayout, device: torch.device, 
         greater_is_better=greater_is_better if has_eval else None,
         train_sampling_strategy="group_by_length" if spec.group_by_length else "random",
         dataloader_num_workers=spec.dataloader_workers,
-        report_to="none",  # TensorBoard is attached as a callback writing into the run directory
+        # trackers; TensorBoard is attached as a callback writing into the run directory (run_callbacks)
+        report_to=[name for name in spec.report_to if name != "tensorboard"] or "none",
+        run_name=layout.root.name,
         disable_tqdm=True,
         save_only_model=False,
         activation_checkpointing=spec.gradient_checkpointing,
@@ -84,6 +86,21 @@ def tensorboard_callback(setting: str, folder: Path) -> TrainerCallback | None:
     return TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(folder)))
 
 
+def start_tracking(recipe: Recipe) -> None:
+    """Point the trackers of train.report_to where the recipe says, before the Trainer opens its runs; a tracker
+    that is not installed stops the run now, not after training."""
+    for tracker in recipe.train.report_to:
+        if importlib.util.find_spec(tracker) is None:
+            raise TuneforgeError(f"train.report_to names {tracker}, which is not installed",
+                                 fix=f"pip install {tracker}, or remove it from train.report_to")
+    if "mlflow" in recipe.train.report_to:
+        import mlflow
+
+        if recipe.output.tracking_uri:
+            mlflow.set_tracking_uri(recipe.output.tracking_uri)
+        mlflow.set_experiment(recipe.output.experiment)
+
+
 def run_callbacks(recipe: Recipe, layout: RunLayout, has_eval: bool, model: Any, gradual_unfreeze: bool,
                   extra: Sequence[TrainerCallback] = ()) -> list[TrainerCallback]:
     """The log, early stopping, gradual unfreezing (where the kind supports it), TensorBoard, the clean stop on
@@ -93,7 +110,8 @@ def run_callbacks(recipe: Recipe, layout: RunLayout, has_eval: bool, model: Any,
         callbacks.append(EarlyStoppingCallback(recipe.early_stopping.patience, recipe.early_stopping.min_delta))
     if gradual_unfreeze and recipe.freeze.gradual_unfreeze:
         callbacks.append(GradualUnfreezeCallback(model, recipe.freeze.embeddings))
-    tensorboard = tensorboard_callback(recipe.output.tensorboard, layout.root / "tensorboard")
+    setting = "on" if "tensorboard" in recipe.train.report_to else recipe.output.tensorboard
+    tensorboard = tensorboard_callback(setting, layout.root / "tensorboard")
     if tensorboard is not None:
         callbacks.append(tensorboard)
     return [*callbacks, *extra]

@@ -36,7 +36,7 @@ from tuneforge.recipe import Recipe
 from tuneforge.run import Run, RunLayout, write_kind
 from tuneforge.runtime import pick_device, resolve_precision
 from tuneforge.train import distributed
-from tuneforge.train.arguments import run_callbacks, training_arguments
+from tuneforge.train.arguments import run_callbacks, start_tracking, training_arguments
 from tuneforge.train.finishing import finish_run
 from tuneforge.train.optimizers import trainer_optimizer
 from tuneforge.train.pipelines import pipeline_for
@@ -101,6 +101,7 @@ def _run(pipeline: RunPipeline, state: RunState, callbacks: Sequence[TrainerCall
                               state.checkpoint, pipeline.probe_inputs(state), pipeline.sizing_model(state))
     logger.info("batch size %d (%s: %s)", batch.size, batch.method, batch.reason)
     metric, greater_is_better = pipeline.target_metric(state)
+    start_tracking(recipe)
     args = training_arguments(recipe, layout, state.device, state.has_eval, metric, greater_is_better, batch.size)
     pipeline.adjust_arguments(args, state)
     if recipe.train.memory == "lean":
