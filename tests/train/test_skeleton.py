@@ -197,3 +197,26 @@ def test_resume_into_a_copied_run_writes_the_copy(models: dict[str, Path], tmp_p
     shutil.copytree(tmp_path / "run", copy)
     assert main(["train", "--resume", "--output", str(copy)]) == 0
     assert (copy / "metrics.json").is_file() and not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_a_full_disk_while_checkpointing_says_so_and_the_last_checkpoint_resumes(models: dict[str, Path],
+                                                                                 tmp_path: Path,
+                                                                                 monkeypatch: pytest.MonkeyPatch
+                                                                                 ) -> None:
+    from transformers import Trainer
+
+    recipe = recipe_for("text", tmp_path / "data", models, tmp_path / "run")
+    real_save = Trainer._save_checkpoint
+
+    def save(self, model, trial=None):  # noqa: ANN001
+        if self.state.global_step > 5:  # the second epoch's checkpoint hits a full disk
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
+        return real_save(self, model, trial)
+
+    monkeypatch.setattr(Trainer, "_save_checkpoint", save)
+    with pytest.raises(TuneforgeError, match="the disk is full") as full:
+        tuneforge.fine_tune(recipe)
+    assert "free" in full.value.fix
+    monkeypatch.setattr(Trainer, "_save_checkpoint", real_save)
+    resumed = tuneforge.fine_tune(recipe, resume=True)  # from checkpoint-5, the last one that was written whole
+    assert resumed.metrics["training"]["global_steps"] == 10

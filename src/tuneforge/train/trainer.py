@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
+from tuneforge.artifacts import disk_full_error, is_disk_full
 from tuneforge.data.prepare import WEIGHT_FIELD
 from tuneforge.errors import TuneforgeError
 from tuneforge.train.sampling import SeededLengthGroupedSampler
@@ -155,6 +156,10 @@ def train_to_end(trainer: Trainer, checkpoint: Path | None, checkpoints: Path, r
     try:
         with stopping_on_signals(stop):
             result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    except (OSError, RuntimeError) as error:  # a checkpoint write that ran out of space, in torch's or safetensors'
+        if not is_disk_full(error):            # words; the checkpoint before it has its trainer_state.json, so
+            raise                              # --resume (which skips half-written ones) continues from it
+        raise disk_full_error(checkpoints, _checkpoint_size(checkpoints), error) from None
     except KeyboardInterrupt:  # a second signal, or one outside a step: the last saved checkpoint stands
         if save and trainer.state.global_step > 0:
             trainer._save_checkpoint(trainer.model, trial=None)
@@ -162,6 +167,15 @@ def train_to_end(trainer: Trainer, checkpoint: Path | None, checkpoints: Path, r
     if stop.received is not None:
         raise _interrupted(trainer, checkpoints, root)
     return result
+
+
+def _checkpoint_size(checkpoints: Path) -> int:
+    """Bytes of the newest complete checkpoint: about what the next one needs."""
+    done = [p for p in checkpoints.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
+    if not done:
+        return 0
+    newest = max(done, key=lambda p: p.stat().st_mtime)
+    return sum(f.stat().st_size for f in newest.rglob("*") if f.is_file())
 
 
 def _interrupted(trainer: Trainer, checkpoints: Path, root: Path) -> TrainingInterrupted:
