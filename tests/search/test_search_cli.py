@@ -12,7 +12,7 @@ from tuneforge.cli.main import main
 
 def _recipe_file(tmp_path: Path, tiny_model: Path, search: dict) -> Path:
     files = {"train": write_csv(tmp_path / "train.csv", make_rows(45, seed=2)),
-             "validation": write_csv(tmp_path / "val.csv", make_rows(15, seed=3))}
+             "validation": write_csv(tmp_path / "val.csv", make_rows(30, seed=3))}
     data = tiny_recipe(tiny_model, files, tmp_path / "unused", train={"epochs": 1},
                        evaluation={"explain_examples": 0}, search=search)
     del data["output"]

@@ -25,7 +25,7 @@ QUIET = {"evaluation": {"explain_examples": 0}, "calibration": {"temperature_sca
 @pytest.fixture()
 def files(tmp_path: Path) -> dict[str, Path]:
     return {"train": write_csv(tmp_path / "train.csv", make_rows(90, seed=2)),
-            "validation": write_csv(tmp_path / "val.csv", make_rows(24, seed=3))}
+            "validation": write_csv(tmp_path / "val.csv", make_rows(30, seed=3))}
 
 
 def _recipe(tiny_model: Path, files: dict[str, Path], study: Path, train: dict, search: dict):

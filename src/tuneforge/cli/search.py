@@ -75,7 +75,7 @@ def register(app: typer.Typer) -> None:
                                     "(search.storage); default SQLite in the study directory."),
         sampler: str = typer.Option(None, "--sampler", help="tpe, random or grid (search.sampler)."),
     ) -> None:
-        """Search hyperparameters: trials of the recipe, pruned early when hopeless; resumes when run again."""
+        """Search hyperparameters: the recipe as it is first, then trials pruned early when hopeless; resumable."""
         import optuna
 
         from tuneforge.cli.progress import RichProgressCallback
@@ -101,7 +101,11 @@ def register(app: typer.Typer) -> None:
                 progress.on_train_end(None, None, None)  # a pruned trial never reached its train-end hook
             console.print(_trial_line(row, metric), highlight=False, soft_wrap=True)
 
-        result = run_study(built, workers=workers, callbacks=[progress] if progress else [], on_trial=on_trial)
+        def on_warning(message: str) -> None:
+            console.print(f"[yellow]warning:[/yellow] {message}", highlight=False, soft_wrap=True)
+
+        result = run_study(built, workers=workers, callbacks=[progress] if progress else [], on_trial=on_trial,
+                           on_warning=on_warning)
         console.print(leaderboard_table(result.trials, metric))
         counts = ", ".join(f"{result.count(state)} {state.lower()}" for state in ("COMPLETE", "PRUNED", "FAIL")
                            if result.count(state))

@@ -7,6 +7,7 @@ a few lines on the Trainer's `on_evaluate` hook.
 from __future__ import annotations
 
 import shutil
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -76,7 +77,9 @@ class Objective:
     def __call__(self, trial: optuna.Trial) -> float:
         from tuneforge.train.skeleton import TrainingInterrupted, fine_tune
 
-        params = {path: suggest(trial, path, param) for path, param in self.recipe.search.space.items()}
+        with warnings.catch_warnings():  # trial 0 is the recipe as it is, even where it lies outside the space
+            warnings.filterwarnings("ignore", message="Fixed parameter .* is out of range")
+            params = {path: suggest(trial, path, param) for path, param in self.recipe.search.space.items()}
         folder = trial_directory(self.study_dir, trial.number)
         trial.set_user_attr("run_dir", str(folder))
         trial.set_user_attr("worker", self.worker)

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from tuneforge.recipe import Recipe, SearchParam
 
 # A study cannot change where it writes or search its own settings; the task decides what the data means.
-UNSEARCHABLE_SECTIONS = ("search", "output")
+UNSEARCHABLE_SECTIONS = ("search", "auto", "output")
 GRID_LIMIT = 10_000  # a discrete float range finer than this is a typo, not a grid
 
 

@@ -1,9 +1,11 @@
 """A hyperparameter study over a recipe: open or resume it, run trials (in one or several processes), then write
 the leaderboard, the best recipe and the plots.
 
-Re-running the same study continues it: finished trials count against `search.trials`, a trial stopped by
-Ctrl-C is queued again with the same values, and one whose process died is found by its missing heartbeat,
-marked failed and queued again (Optuna's RetryHeartbeatStaleTrialCallback).
+A new study runs the recipe as it is first (trial 0, enqueued with its own values), and refuses a validation
+split too small to rank trials (search/ranking.py). Re-running the same study continues it: finished trials count
+against `search.trials`, a trial stopped by Ctrl-C is queued again with the same values, and one whose process
+died is found by its missing heartbeat, marked failed and queued again (Optuna's
+RetryHeartbeatStaleTrialCallback).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from tuneforge.errors import TuneforgeError
 from tuneforge.recipe import Recipe
 from tuneforge.search import outputs
 from tuneforge.search.outputs import TrialRow, ranked, trial_row
+from tuneforge.search.ranking import check_validation_size, enqueue_default, validation_rows
 from tuneforge.search.samplers import build_pruner, build_sampler
 from tuneforge.search.space import grid_size
 from tuneforge.search.storage import _redact, open_storage, storage_url
@@ -44,6 +47,7 @@ class StudyResult:
     leaderboard: Path
     plots: list[Path] = field(default_factory=list)
     skipped_plots: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # e.g. a validation split too small to rank trials well
 
     def count(self, state: str) -> int:
         return sum(row.state == state for row in self.trials)
@@ -121,13 +125,22 @@ def _fail_stale(study: Any) -> None:
 
 def run_study(recipe: Recipe, *, workers: int = 1, callbacks: Sequence[TrainerCallback] = (),
               on_trial: Callable[[TrialRow], None] | None = None,
-              heartbeat: tuple[int, int] | None = None) -> StudyResult:
+              heartbeat: tuple[int, int] | None = None,
+              on_warning: Callable[[str], None] | None = None) -> StudyResult:
     """Run (or resume) the study the recipe's search section describes and write its outputs.
 
     `callbacks` are added to every in-process trial's Trainer; `on_trial` hears of each finished trial (also
-    those of worker processes); `heartbeat` = (interval, grace period) in seconds overrides the storage's.
+    those of worker processes); `heartbeat` = (interval, grace period) in seconds overrides the storage's;
+    `on_warning` hears, before any trial, why the ranking may be unreliable.
     """
+    from optuna.trial import TrialState
+
     _check(recipe, workers)
+    rows = validation_rows(recipe)
+    found = [warning for warning in [check_validation_size(rows)] if warning]  # below 30 rows: refused
+    for warning in found:
+        if on_warning is not None:
+            on_warning(warning)
     directory = study_directory(recipe)
     directory.mkdir(parents=True, exist_ok=True)
     url = storage_url(recipe.search.storage, directory)
@@ -136,6 +149,8 @@ def run_study(recipe: Recipe, *, workers: int = 1, callbacks: Sequence[TrainerCa
     study = _open_study(recipe, directory, url, name, metric, greater, heartbeat)
     _fail_stale(study)
     _requeue_interrupted(study)
+    if not study.get_trials(deepcopy=False):
+        enqueue_default(study, recipe, recipe.search.space)
 
     before = {t.number for t in study.get_trials(deepcopy=False) if t.state.name in FINISHED}
     budget = recipe.search.trials
@@ -156,6 +171,18 @@ def run_study(recipe: Recipe, *, workers: int = 1, callbacks: Sequence[TrainerCa
             optimize(recipe, directory, url, name, n_trials=remaining, timeout=timeout, callbacks=callbacks,
                      study_callbacks=[lambda _study, _trial: report_new()], heartbeat=heartbeat)
         else:
+            # Queued trials (the default recipe, retries) run here first: SQLite cannot lock a row for update, so
+            # two workers asking at once can both be handed the same queued trial.
+            queued = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+            if queued:
+                started = time.monotonic()
+                optimize(recipe, directory, url, name, n_trials=min(queued, remaining or queued), timeout=timeout,
+                         callbacks=callbacks, study_callbacks=[lambda _study, _trial: report_new()],
+                         heartbeat=heartbeat)
+                timeout = None if timeout is None else max(1.0, timeout - (time.monotonic() - started))
+                remaining = None if budget is None else budget - used_budget(study, include_running=True)
+                if remaining is not None and remaining <= 0:
+                    return write_outputs(recipe, study, directory, name, url, metric, greater, before, found)
             count = workers if remaining is None else min(workers, remaining)
             processes, _start = start_workers(recipe, directory, url, name, count, remaining, timeout, heartbeat)
             while any(process.is_alive() for process in processes):
@@ -169,11 +196,11 @@ def run_study(recipe: Recipe, *, workers: int = 1, callbacks: Sequence[TrainerCa
                 raise TuneforgeError(f"{len(failed)} of {len(processes)} search workers stopped with an error",
                                      fix="see the worker's error above; run the same command again to resume "
                                          "the study")
-    return write_outputs(recipe, study, directory, name, url, metric, greater, before)
+    return write_outputs(recipe, study, directory, name, url, metric, greater, before, found)
 
 
 def write_outputs(recipe: Recipe, study: Any, directory: Path, name: str, url: str, metric: str, greater: bool,
-                  before: set[int] = frozenset()) -> StudyResult:
+                  before: set[int] = frozenset(), warnings_found: list[str] | None = None) -> StudyResult:
     rows = ranked([trial_row(t) for t in study.get_trials(deepcopy=False)], greater)
     best = next((row for row in rows if row.state == "COMPLETE"), None)
     leaderboard = directory / outputs.LEADERBOARD
@@ -185,7 +212,7 @@ def write_outputs(recipe: Recipe, study: Any, directory: Path, name: str, url: s
     plots = outputs.write_plots(study, directory)
     ran_now = sum(row.state in FINISHED and row.number not in before for row in rows)
     result = StudyResult(directory, name, _redact(url), metric, greater, rows, ran_now, best, best_path, leaderboard,
-                         plots.files, plots.skipped)
+                         plots.files, plots.skipped, list(warnings_found or []))
     outputs.write_summary(directory / outputs.SUMMARY, {
         "study_name": name, "storage": result.storage, "metric": metric,
         "direction": "maximize" if greater else "minimize",
@@ -193,5 +220,8 @@ def write_outputs(recipe: Recipe, study: Any, directory: Path, name: str, url: s
         "best": outputs.row_dict(best) if best else None,
         "best_recipe": str(best_path) if best_path else None,
         "plots": [str(path) for path in plots.files], "skipped_plots": plots.skipped,
+        "default_trial": next((t.number for t in study.get_trials(deepcopy=False)
+                               if t.user_attrs.get("default_recipe")), None),
+        "warnings": result.warnings,
     })
     return result
