@@ -9,6 +9,7 @@ import typer
 from tuneforge import __version__
 from tuneforge.cli import annotate as annotate_verb
 from tuneforge.cli import augment as augment_verb
+from tuneforge.cli import auto as auto_verb
 from tuneforge.cli import chat as chat_verb
 from tuneforge.cli import clean as clean_verb
 from tuneforge.cli import ensemble as ensemble_verb
@@ -31,7 +32,7 @@ app = typer.Typer(
 )
 for module in (training, inference, recipes, models, fairness, explain, probes, report, export, serve, augment_verb,
                selection_verbs, annotate_verb, monitor_verb, ensemble_verb,
-               registry_verbs, refresh_verb, clean_verb, language_verbs, search_verb, chat_verb):
+               registry_verbs, refresh_verb, clean_verb, language_verbs, search_verb, auto_verb, chat_verb):
     module.register(app)
 
 

@@ -23,6 +23,7 @@ from markupsafe import Markup
 from tuneforge import artifacts
 from tuneforge._version import __version__
 from tuneforge.errors import TuneforgeError
+from tuneforge.report.auto import build_auto
 from tuneforge.report.blocks import Callout, Section
 from tuneforge.report.evaluation import (
     build_calibration,
@@ -56,6 +57,7 @@ SECTIONS: tuple[tuple[str, str, Builder], ...] = (
     ("errors", "Error analysis", build_error_analysis),
     ("fairness", "Fairness", build_fairness),
     ("explanations", "Explanations", build_explanations),
+    ("auto", "Auto", build_auto),
     ("figures", "Other figures", build_other_figures),  # last: it shows the PNGs no other section claimed
 )
 
