@@ -44,11 +44,12 @@ dev: $(VENV)/.dev-installed
 demo: $(VENV)/.installed system-packages
 	$(BIN)/tuneforge demo --output runs/demo
 
+# One worker per core (pytest-xdist), each test file on one worker so its trained fixtures are built once.
 test: $(VENV)/.dev-installed
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist loadfile
 
 test-slow: $(VENV)/.dev-installed
-	$(BIN)/python -m pytest -q -m slow
+	$(BIN)/python -m pytest -q -m slow -n auto --dist loadfile
 
 bench: $(VENV)/.dev-installed
 	$(BIN)/python bench/quality.py

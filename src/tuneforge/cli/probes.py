@@ -21,7 +21,9 @@ def _row(table: Table, name: str, group: dict[str, Any], style: str = "") -> Non
 
 def result_table(result: dict[str, Any]) -> Table:
     """Overall, per direction and per bias type: % of pairs where the stereotypical sentence won."""
-    table = Table(title=f"Stereotype preference of {result['model']} ({result['kind']}; 50 = no preference)")
+    # The model's folder name, not its path: a long path would squeeze the table's columns to ellipses.
+    name = Path(str(result["model"])).name or str(result["model"])
+    table = Table(title=f"Stereotype preference of {name} ({result['kind']}; 50 = no preference)")
     table.add_column("pairs of")
     for column in ("n", "% stereotypical", "95% CI", "ties"):
         table.add_column(column, justify="right")
@@ -78,4 +80,4 @@ def register(app: typer.Typer) -> None:
             console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
         if output is not None:
             artifacts.write_json(output, result)
-            console.print(f"result written to {output}")
+            console.print(f"result written to {output}", soft_wrap=True)

@@ -57,8 +57,10 @@ def explain_test_examples(layout: RunLayout, recipe: Recipe, test: datasets.Data
     rows = test.select(range(min(recipe.evaluation.explain_examples, len(test))))
     texts = [str(text) for text in rows[spec.text_column]]
     pairs = [str(pair) for pair in rows[spec.text_pair_column]] if spec.text_pair_column else None
-    settings = ExplainSettings(methods=parse_methods(recipe.evaluation.explain_methods, recipe.task),
-                               seed=recipe.train.seed)
+    methods = parse_methods(recipe.evaluation.explain_methods, recipe.task)
+    if recipe.task != "classification":  # the gradient and model-agnostic methods explain class probabilities
+        methods = tuple(method for method in methods if method == "attention") or ("attention",)
+    settings = ExplainSettings(methods=methods, seed=recipe.train.seed)
     results = explain_texts(predictor, texts, settings, pairs)
     write_explanations(results, layout.explanations, source="test split",
                        title=f"Explanations for {layout.root.name}")
