@@ -497,11 +497,12 @@ def _helpful(table: list[dict[str, Any]], greater: bool) -> list[str]:
 
 def _queue_combination(study: optuna.Study, plan: Plan, done: set[str]) -> None:
     """Once every queued strategy trial has run, the helpful ones together (one per dimension, the best)."""
-    if COMBINED in done or any(t.state.name in ("WAITING", "RUNNING") and t.user_attrs.get("arm")
-                               for t in study.get_trials(deepcopy=False)):
+    trials = study.get_trials(deepcopy=False)
+    if COMBINED in done or any(t.user_attrs.get("arm") == COMBINED or
+                               (t.state.name in ("WAITING", "RUNNING") and t.user_attrs.get("arm")) for t in trials):
         return
     done.add(COMBINED)
-    table = ablation_table(study.get_trials(deepcopy=False), plan.greater, plan.space.default_params())
+    table = ablation_table(trials, plan.greater, plan.space.default_params())
     sign = 1 if plan.greater else -1
     chosen: dict[str, tuple[float, str]] = {}
     for name in _helpful(table, plan.greater):
