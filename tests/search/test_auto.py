@@ -187,3 +187,18 @@ def test_the_ablation_pairs_each_strategy_with_the_recipe_on_the_same_seed():
     assert focal["spread"] == pytest.approx(0.02828, 1e-3)
     assert "augmentation=eda" not in table  # pruned: no effect to report
     assert table["search (trial 9)"]["effect"] == pytest.approx(0.15)
+
+
+def test_cross_validation_chooses_among_the_best_trials_and_lets_a_small_split_through(tiny_model, tmp_path):
+    files = {"train": write_csv(tmp_path / "train.csv", make_rows(60, seed=2)),
+             "validation": write_csv(tmp_path / "val.csv", make_rows(21, seed=3))}  # too few to rank alone
+    result = run_auto(_recipe(tiny_model, files, tmp_path / "auto", strategies=["loss"], folds=2, finalists=2,
+                              ensemble_size=0), budget_s=50)
+    summary = result.summary
+    assert "21 rows" in summary["warnings"][0] and "2-fold cross-validation" in summary["warnings"][0]
+    folds = summary["cross_validation"]
+    assert folds["rows"] == 81 and len(folds["finalists"]) == 2
+    assert all(len(entry["scores"]) == 2 for entry in folds["finalists"])
+    best = max(folds["finalists"], key=lambda entry: entry["mean"])
+    assert folds["chosen"] == best["trial"] == summary["chosen"]["trial"]
+    assert summary["decision"].startswith("chosen by 2-fold cross-validation over train + validation (81 rows)")

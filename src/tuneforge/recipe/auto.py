@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from tuneforge.recipe.section import Section
 
@@ -31,5 +31,18 @@ class AutoSpec(Section):
                                             "smallest class has fewer training rows than this.")
     ensemble_size: int = Field(3, ge=0, le=10, description="Best trials combined into an ensemble, kept only if "
                                "it beats the best single trial on validation; 0 or 1: no ensemble.")
+    folds: int = Field(0, ge=0, le=10, description="0: choose among the trials on the validation split. 2 or more: "
+                       "the best `finalists` trials are each retrained on that many folds of train + validation "
+                       "(stratified, made once) and the choice follows the mean fold score; that is folds x "
+                       "finalists more trainings, kept out of the trials' share of the budget, so it suits small "
+                       "data (validation under about 500 rows, where one split ranks trials poorly).")
+    finalists: int = Field(3, ge=2, le=10, description="folds: the best trials re-scored by cross-validation.")
     dir: str | None = Field(None, description="Study directory (study.db, trials/<n>/, auto.json, best/); default: "
                             "output.dir, else autos/<task>.")
+
+    @field_validator("folds")
+    @classmethod
+    def _folds_split(cls, value: int) -> int:
+        if value == 1:
+            raise ValueError("one fold is no cross-validation; use 0 (choose on the validation split) or 2 or more")
+        return value

@@ -11,7 +11,9 @@ One Optuna study (SQLite in the auto directory) runs every trial as a normal `fi
    the augmentation ratio, learning rate, epochs, batch size, warm-up, scheduler) with successive-halving (ASHA)
    pruning on the per-epoch validation score, until the budget is spent.
 
-Decisions read validation only: the best completed trial is the candidate, a mean ensemble of the best
+Decisions read validation only: the best completed trial is the candidate (with `auto.folds`, the best
+`auto.finalists` are retrained on k folds of train + validation and the best mean fold score wins), a mean
+ensemble of the best
 `auto.ensemble_size` trials replaces it only if it scores higher on validation, and the test split is read once,
 at the end, by the chosen run. auto.json holds every trial, the ablation table and how the choice was made; it
 is copied into the chosen run, whose report shows it. Trials read the same split files with one datasets cache,
@@ -230,6 +232,40 @@ def prepare_splits(recipe: Recipe, folder: Path) -> Splits:
                   written.get("test", spec.test), carved)
 
 
+def make_folds(recipe: Recipe, splits: Splits, folder: Path) -> list[tuple[str, str]]:
+    """`auto.folds` folds of train + validation (stratified for classification), written once as Parquet."""
+    import datasets
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    from tuneforge.data import validation as checks
+    from tuneforge.data.loading import read_table
+
+    spec = recipe.data
+    tables = [read_table(path, role, spec.cache_dir) for role, path in (("train", splits.train),
+                                                                       ("validation", splits.validation))]
+    shared = [name for name in tables[0].column_names if name in tables[1].column_names]
+    pooled = datasets.concatenate_datasets([table.select_columns(shared).cast(tables[0].select_columns(
+        shared).features) for table in tables])
+    k = recipe.auto.folds
+    if recipe.task == "classification":
+        keys = [checks.label_key(value) for value in pooled[spec.label_column]]
+        if min(keys.count(key) for key in set(keys)) >= k:
+            splitter: Any = StratifiedKFold(n_splits=k, shuffle=True, random_state=spec.split_seed)
+            parts = splitter.split(keys, keys)
+        else:
+            parts = KFold(n_splits=k, shuffle=True, random_state=spec.split_seed).split(keys)
+    else:
+        parts = KFold(n_splits=k, shuffle=True, random_state=spec.split_seed).split(range(len(pooled)))
+    files = []
+    for index, (train_rows, held_rows) in enumerate(parts):
+        fold = folder / str(index)
+        fold.mkdir(parents=True, exist_ok=True)
+        pooled.select(sorted(train_rows.tolist())).to_parquet(str(fold / "train.parquet"))
+        pooled.select(sorted(held_rows.tolist())).to_parquet(str(fold / "validation.parquet"))
+        files.append((str(fold / "train.parquet"), str(fold / "validation.parquet")))
+    return files
+
+
 def smallest_class(recipe: Recipe, train: str) -> int | None:
     if recipe.task != "classification":
         return None
@@ -262,10 +298,11 @@ class Clock:
 
     started: float
     budget_s: float
+    extra_reserve_s: float = 0.0  # cross-validation of the finalists, once a trial's duration is known
 
     @property
     def reserve_s(self) -> float:
-        return min(0.1 * self.budget_s, 120.0)
+        return min(0.1 * self.budget_s, 120.0) + self.extra_reserve_s
 
     @property
     def deadline(self) -> float:
@@ -346,6 +383,7 @@ class Plan:
     seeds: list[int]
     validation_rows: int
     warnings: list[str]
+    folds: list[tuple[str, str]] = field(default_factory=list)  # (train, validation) files of each fold
 
 
 def auto_directory(recipe: Recipe) -> Path:
@@ -376,12 +414,19 @@ def plan_auto(recipe: Recipe, budget_s: float | None = None) -> Plan:
     splits = prepare_splits(recipe, directory / DATA_DIR)
     rows = validation_rows(recipe.model_copy(update={"data": recipe.data.model_copy(
         update={"validation": splits.validation})}))
-    warning = check_validation_size(rows, "strategies")  # below 30 rows: refused
+    folds = make_folds(recipe, splits, directory / DATA_DIR / "folds") if recipe.auto.folds else []
+    try:
+        warning = check_validation_size(rows, "strategies")  # below 30 rows: refused ...
+    except TuneforgeError as refused:
+        if not folds:
+            raise
+        warning = (f"{refused.message}; the trials are still searched on it, but the choice among the best "
+                   f"{recipe.auto.finalists} is made by {recipe.auto.folds}-fold cross-validation")  # ... unless
     space = StrategySpace.build(recipe, smallest_class(recipe, splits.train), wordnet_available())
     metric, greater = recipe.early_stopping_metric()
     seeds = [recipe.train.seed + offset for offset in range(recipe.auto.seeds)]
     return Plan(recipe, directory, splits, space, _base_data(recipe, splits, directory), metric, greater, clock,
-                seeds, rows, [warning] if warning else [])
+                seeds, rows, [warning] if warning else [], folds)
 
 
 def _queue(study: optuna.Study, params: dict[str, Any], arm: str, seed: int) -> None:
@@ -558,6 +603,7 @@ def run_auto(recipe: Recipe, *, budget_s: float | None = None, callbacks: Sequen
         durations = [t.duration.total_seconds() for t in study_.get_trials(deepcopy=False)
                      if t.state.name == "COMPLETE" and t.duration is not None]
         expected = statistics.median(durations) if durations else 0.0
+        plan.clock.extra_reserve_s = len(plan.folds) * recipe.auto.finalists * expected
         if plan.clock.left_for_trials() < 0.5 * expected:  # the next trial would mostly be cut short
             study_.stop()
 
@@ -591,6 +637,9 @@ def _finish(plan: Plan, study: optuna.Study, interrupted: bool) -> AutoResult:
     rows = ranked([trial_row(t) for t in trials], plan.greater)
     completed = [row for row in rows if row.state == "COMPLETE"]
     best = completed[0]
+    cross_validation = None if interrupted else _cross_validate(plan, study, completed)
+    if cross_validation and cross_validation["chosen"] is not None:
+        best = next(row for row in completed if row.number == cross_validation["chosen"])
     final = plan.directory / RUN_DIR
     shutil.rmtree(final, ignore_errors=True)
     ensemble = _try_ensemble(plan, completed, best, final, interrupted)
@@ -606,6 +655,15 @@ def _finish(plan: Plan, study: optuna.Study, interrupted: bool) -> AutoResult:
                 f"±{standard_error(plan.validation_rows):.2f}) by {plan.metric} "
                 f"({'higher' if plan.greater else 'lower'} is better), among {len(completed)} completed trials: "
                 f"trial {best.number} ({describe(best.params, defaults)}) scored {best.value:.4f}")
+    if cross_validation and cross_validation["chosen"] is not None:
+        scored = cross_validation["finalists"]
+        means = ", ".join(f"trial {entry['trial']}: {entry['mean']:.4f}" for entry in scored)
+        decision = (f"chosen by {len(plan.folds)}-fold cross-validation over train + validation "
+                    f"({cross_validation['rows']} rows) among the {len(scored)} best trials on validation "
+                    f"({means}), by mean {plan.metric}: trial {best.number} ({describe(best.params, defaults)}), "
+                    f"{best.value:.4f} on validation")
+    elif cross_validation:
+        decision += f"; cross-validation not done: {cross_validation['skipped']}"
     if ensemble and "skipped" in ensemble:
         decision += f"; no ensemble: {ensemble['skipped']}"
     elif ensemble:
@@ -620,7 +678,7 @@ def _finish(plan: Plan, study: optuna.Study, interrupted: bool) -> AutoResult:
         "decision": decision,
         "chosen": {"kind": "ensemble" if kept else "trial", "trial": best.number,
                    "validation": chosen_value, "run_dir": str(final), "trial_run_dir": best.run_dir},
-        "ensemble": ensemble, "test": test, "ablation": table,
+        "ensemble": ensemble, "cross_validation": cross_validation, "test": test, "ablation": table,
         "trials": [{"number": row.number, "state": row.state, "value": row.value,
                     "arm": by_number[row.number].user_attrs.get("arm"),
                     "seed": by_number[row.number].user_attrs.get("seed"),
@@ -636,6 +694,59 @@ def _finish(plan: Plan, study: optuna.Study, interrupted: bool) -> AutoResult:
 
     build_report(final)
     return AutoResult(plan.directory, final, plan.metric, summary)
+
+
+class _OutOfTime(Exception):
+    pass
+
+
+class _StopAtBudget(TrainerCallback):
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.clock.elapsed() > self.clock.budget_s:
+            raise _OutOfTime
+
+
+def _cross_validate(plan: Plan, study: optuna.Study, completed: list[TrialRow]) -> dict[str, Any] | None:
+    """Each of the best `auto.finalists` trials' recipes trained on every fold; the best mean fold score is
+    chosen among the finalists whose folds all finished within the budget."""
+    if not plan.folds:
+        return None
+    from tuneforge.train.skeleton import fine_tune
+
+    finalists = completed[:plan.recipe.auto.finalists]
+    if len(finalists) < 2:
+        return {"chosen": None, "skipped": "fewer than two trials completed", "finalists": []}
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    scored = []
+    try:
+        for row in finalists:
+            trial = trials[row.number]
+            scores = []
+            for index, (train, validation) in enumerate(plan.folds):
+                data = plan.space.apply(plan.base, dict(trial.params), int(trial.user_attrs.get("seed",
+                                                                                                plan.seeds[0])))
+                data["data"].update({"train": train, "validation": validation})
+                folder = plan.directory / "cross_validation" / str(row.number) / str(index)
+                data["output"]["dir"] = str(folder)
+                run = fine_tune(recipe_from_dict(data, source=f"auto fold {index} of trial {row.number}"),
+                                callbacks=[_StopAtBudget(plan.clock)])
+                shutil.rmtree(RunLayout(folder).checkpoints, ignore_errors=True)
+                scores.append(objective_value(run.metrics, plan.metric))
+            scored.append({"trial": row.number, "scores": scores, "mean": statistics.fmean(scores),
+                           "spread": statistics.stdev(scores)})
+    except _OutOfTime:
+        pass  # the finalists scored so far still compare
+    from tuneforge.data.loading import read_table
+
+    rows = sum(len(read_table(path, "validation")) for _, path in plan.folds)
+    if len(scored) < 2:
+        return {"chosen": None, "skipped": "the budget ran out before two finalists were cross-validated",
+                "finalists": scored, "rows": rows}
+    best = max(scored, key=lambda entry: entry["mean"] if plan.greater else -entry["mean"])
+    return {"chosen": best["trial"], "finalists": scored, "rows": rows}
 
 
 def _try_ensemble(plan: Plan, completed: list[TrialRow], best: TrialRow, final: Path, interrupted: bool
