@@ -415,13 +415,13 @@ def plan_auto(recipe: Recipe, budget_s: float | None = None) -> Plan:
     rows = validation_rows(recipe.model_copy(update={"data": recipe.data.model_copy(
         update={"validation": splits.validation})}))
     folds = make_folds(recipe, splits, directory / DATA_DIR / "folds") if recipe.auto.folds else []
-    try:
-        warning = check_validation_size(rows, "strategies")  # below 30 rows: refused ...
+    try:  # under 30 rows one split cannot rank trials: refused, unless cross-validation makes the choice
+        warning = check_validation_size(rows, "strategies")
     except TuneforgeError as refused:
         if not folds:
             raise
         warning = (f"{refused.message}; the trials are still searched on it, but the choice among the best "
-                   f"{recipe.auto.finalists} is made by {recipe.auto.folds}-fold cross-validation")  # ... unless
+                   f"{recipe.auto.finalists} is made by {recipe.auto.folds}-fold cross-validation")
     space = StrategySpace.build(recipe, smallest_class(recipe, splits.train), wordnet_available())
     metric, greater = recipe.early_stopping_metric()
     seeds = [recipe.train.seed + offset for offset in range(recipe.auto.seeds)]
