@@ -10,7 +10,7 @@ and its load average before and after.
 Datasets: TweetEval emotion (4 classes, ../shared/data/tweeteval/emotion) and NusaX-Senti English (3 classes,
 ../shared/data/nusax/sentiment/english); see each folder's SOURCE.md.
 
-    python bench/fewshot.py                                  # 2 datasets x 3 shot counts x 5 seeds x 2 methods
+    python bench/fewshot.py                # 2 datasets x 3 shot counts x 5 seeds x 2 methods: hours on 2 cores
     python bench/fewshot.py --datasets nusax --shots 8 --seeds 1 --test-rows 50 --epochs 1 --iterations 2 \\
         --max-length 32                                      # a smoke run: proves the script, measures nothing
 """
