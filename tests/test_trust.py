@@ -85,15 +85,21 @@ def test_serving_refuses_the_run(planted_run: Path) -> None:
         client.post("/predict", json={"texts": ["echo hi"]})
 
 
+def _received_with(trained_run: Path, tmp_path: Path, section: str, field: str) -> tuple[Path, dict]:
+    """A copy of the run whose recipe names os:system in `section.field`, as a stranger's run could."""
+    run = tmp_path / "received-run"
+    shutil.copytree(trained_run, run)
+    recipe = yaml.safe_load((run / "recipe.yaml").read_text())
+    recipe.setdefault(section, {})[field] = ["os:system"]
+    (run / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    return run, recipe
+
+
 def test_evaluate_refuses_plugins_named_by_the_run(trained_run: Path, tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str],
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(HOME_VARIABLE, str(tmp_path / "home"))
-    run = tmp_path / "received-run"
-    shutil.copytree(trained_run, run)
-    recipe = yaml.safe_load((run / "recipe.yaml").read_text())
-    recipe.setdefault("evaluation", {})["plugins"] = ["os:system"]
-    (run / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    run, recipe = _received_with(trained_run, tmp_path, "evaluation", "plugins")
     data = Path(recipe["data"]["validation"])
     assert main(["evaluate", str(run), "--data", str(data)]) == RunCodeRefused.exit_code
     assert "evaluation.plugins: os:system" in " ".join(capsys.readouterr().err.split())
@@ -103,10 +109,6 @@ def test_resume_refuses_a_recipe_that_names_functions(trained_run: Path, tmp_pat
                                                       capsys: pytest.CaptureFixture[str],
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(HOME_VARIABLE, str(tmp_path / "home"))
-    run = tmp_path / "received-run"
-    shutil.copytree(trained_run, run)
-    recipe = yaml.safe_load((run / "recipe.yaml").read_text())
-    recipe["domain"]["functions"] = ["os:system"]
-    (run / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    run, _ = _received_with(trained_run, tmp_path, "domain", "functions")
     assert main(["train", "--resume", "--output", str(run)]) == RunCodeRefused.exit_code
     assert "domain.functions: os:system" in " ".join(capsys.readouterr().err.split())

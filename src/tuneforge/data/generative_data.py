@@ -14,7 +14,7 @@ from typing import Any
 import datasets
 
 from tuneforge.data import validation as checks
-from tuneforge.data.loading import read_table, row_label
+from tuneforge.data.loading import read_named_splits, row_label
 from tuneforge.data.prepare import _carve, sort_labels
 from tuneforge.errors import DataError, Problem
 from tuneforge.recipe import Recipe
@@ -141,15 +141,7 @@ def load_generative(recipe: Recipe) -> tuple[dict[str, tuple[str, datasets.Datas
              spec.response_column: ("--response-column", "response_column")}
     if spec.messages_column:
         flags[spec.messages_column] = ("--messages-column", "messages_column")
-    for role in ROLES:
-        path = getattr(spec, role)
-        if not path:
-            continue
-        try:
-            table = read_table(path, role, spec.cache_dir)
-        except DataError as error:
-            problems += error.problems
-            continue
+    for role, path, table in read_named_splits(spec, problems, ROLES):
         missing = [problem for column in needed for problem in checks.check_columns(
             path, table.column_names, [column],
             fix=f"rename the column in the file, or name yours with {flags[column][0]} "

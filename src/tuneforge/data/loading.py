@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -244,3 +245,19 @@ def _read_saved_dataset(path: Path, split_hint: str) -> datasets.Dataset:
         raise DataError([Problem(where=str(path), message=f"holds splits {list(loaded)} but no '{split_hint}' split",
                                  fix=f"point the recipe at {path}/<split> or rename a split to '{split_hint}'")])
     return loaded
+
+
+def read_named_splits(spec: Any, problems: list[Problem], roles: tuple[str, ...] = ("train", "validation", "test")
+                      ) -> Iterator[tuple[str, str, datasets.Dataset]]:
+    """(role, path, table) of every split the data section names; a file that cannot be read adds its problems
+    to `problems` and is skipped, so the caller reports every file's problems at once."""
+    for role in roles:
+        path = getattr(spec, role)
+        if not path:
+            continue
+        try:
+            table = read_table(path, role, spec.cache_dir)
+        except DataError as error:
+            problems += error.problems
+            continue
+        yield role, path, table

@@ -21,7 +21,7 @@ from typing import Any
 import datasets
 
 from tuneforge.data import validation as checks
-from tuneforge.data.loading import read_table, row_label
+from tuneforge.data.loading import read_named_splits, row_label
 from tuneforge.data.prepare import _carve
 from tuneforge.errors import DataError, Problem
 from tuneforge.recipe import Recipe
@@ -280,15 +280,7 @@ def _load(recipe: Recipe) -> tuple[dict[str, tuple[str, list[dict[str, Any]]]], 
     problems: list[Problem] = []
     loaded: dict[str, tuple[str, list[dict[str, Any]]]] = {}
     shape: tuple[str, bool] | None = None
-    for role in ROLES:
-        path = getattr(spec, role)
-        if not path:
-            continue
-        try:
-            table = read_table(path, role, spec.cache_dir)
-        except DataError as error:
-            problems += error.problems
-            continue
+    for role, path, table in read_named_splits(spec, problems, ROLES):
         reader = _Reader(recipe, path, table)
         layout = reader.layout()
         if layout is None:
